@@ -1,0 +1,129 @@
+"""PDE benchmarks and the registry that finds them by name.
+
+>>> import pirf.pdes
+>>> pde = pirf.pdes.get("poisson")
+>>> pirf.pdes.names()
+['burgers', 'darcy', 'helmholtz', 'kolmogorov', 'poisson']
+
+A user's PDE joins the registry in one of three ways, none of which edits pirf:
+
+* ``pirf.pdes.register(MyPDE)`` in Python;
+* an entry point in the user's package (group ``pirf.pdes``), found automatically;
+* ``module:ClassName`` in place of a name, anywhere a PDE name is accepted.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from pirf.errors import PirfError
+from pirf.pdes.base import PDE, relative_l2
+from pirf.pdes.custom import define_pde
+from pirf.pdes.grid import Grid
+from pirf.pdes.normalisation import ChannelStats, Normalisation
+
+_REGISTRY: dict[str, type[PDE]] = {}
+_BUILTINS = {
+    "burgers": "pirf.pdes.burgers:Burgers",
+    "darcy": "pirf.pdes.darcy:Darcy",
+    "helmholtz": "pirf.pdes.helmholtz:Helmholtz",
+    "kolmogorov": "pirf.pdes.kolmogorov:Kolmogorov",
+    "poisson": "pirf.pdes.poisson:Poisson",
+}
+_ENTRY_POINT_GROUP = "pirf.pdes"
+
+
+def register(pde_class: type[PDE], *, replace: bool = False) -> type[PDE]:
+    """Add a :class:`PDE` subclass to the registry under its ``name``; usable as a decorator."""
+    if not (isinstance(pde_class, type) and issubclass(pde_class, PDE)):
+        raise PirfError(f"only PDE subclasses can be registered, got {pde_class!r}")
+    name = getattr(pde_class, "name", None)
+    if not isinstance(name, str) or not name:
+        raise PirfError(f"{pde_class.__name__} needs a non-empty class attribute 'name'")
+    if name in _all_names() and not replace and _lookup(name) is not pde_class:
+        raise PirfError(f"a PDE named '{name}' is already registered; pass replace=True")
+    _REGISTRY[name] = pde_class
+    return pde_class
+
+
+def _import_target(target: str) -> Any:
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, attribute)
+    except (ImportError, AttributeError) as error:
+        raise PirfError(f"cannot import PDE '{target}': {error}") from None
+
+
+def _entry_point_names() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=_ENTRY_POINT_GROUP)}
+
+
+def _all_names() -> set[str]:
+    return set(_BUILTINS) | set(_REGISTRY) | set(_entry_point_names())
+
+
+def _lookup(name: str) -> type[PDE]:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    target = _BUILTINS.get(name) or _entry_point_names().get(name)
+    if target is None and ":" in name:
+        target = name
+    if target is None:
+        raise PirfError(f"unknown PDE '{name}'; known: {', '.join(names())}")
+    pde_class = _import_target(target)
+    if not (isinstance(pde_class, type) and issubclass(pde_class, PDE)):
+        raise PirfError(f"'{target}' is not a pirf.pdes.PDE subclass")
+    _REGISTRY[name] = pde_class
+    return pde_class
+
+
+def get_class(name: str) -> type[PDE]:
+    """The PDE class registered as ``name`` (or importable as ``module:Class``)."""
+    return _lookup(name)
+
+
+def get(name: str, *, preset: str | None = None, **params: Any) -> PDE:
+    """An instance of PDE ``name``, optionally configured by a preset, with parameters."""
+    pde_class = _lookup(name)
+    if preset is not None:
+        return pde_class.from_preset(preset, **params)
+    return pde_class(**params)
+
+
+def names() -> list[str]:
+    """Sorted names of every PDE the registry knows (built-in, registered, entry points)."""
+    return sorted(_all_names())
+
+
+def describe() -> list[dict[str, Any]]:
+    """A listing: name, channels, description and presets of every known PDE."""
+    rows = []
+    for name in names():
+        pde_class = _lookup(name)
+        rows.append(
+            {
+                "name": name,
+                "channels": list(pde_class.channels),
+                "description": pde_class.description,
+                "presets": {k: v.get("resolution") for k, v in pde_class.presets.items()},
+            }
+        )
+    return rows
+
+
+__all__ = [
+    "PDE",
+    "ChannelStats",
+    "Grid",
+    "Normalisation",
+    "define_pde",
+    "describe",
+    "get",
+    "get_class",
+    "names",
+    "register",
+    "relative_l2",
+]

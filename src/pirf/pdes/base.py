@@ -1,0 +1,189 @@
+"""The contract every PDE benchmark fulfils, built-in or user-defined.
+
+A PDE is a small object that knows
+
+* its channels (``a``, ``u``, ...), which of them are inputs, and the grid they live on;
+* its physical parameters (JSON-serialisable, stored with every dataset and model);
+* its **residual**: a differentiable operator from fields in physical units
+  ``(B, C, H, W)`` to the residual at the points where it is defined, ``(B, Cr, H', W')``.
+  This is the reward of fine-tuning and the physics metric of evaluation;
+
+and optionally how to make data: random inputs, a batched solver, and a solver-consistency
+check. Only :meth:`PDE.residual` is required to fine-tune on a user's own PDE.
+
+Subclasses set the class attributes and implement what they support::
+
+    class Heat(PDE):
+        name = "heat"
+        channels = ("u",)
+        def residual(self, fields):
+            ...
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import torch
+
+from pirf.errors import PirfError
+from pirf.pdes.grid import UNIT_SQUARE_NODES, Grid
+
+
+class PDE(abc.ABC):
+    """Base class of a PDE benchmark. See the module docstring for the contract."""
+
+    name: ClassVar[str]
+    """Registry name (lower case)."""
+    channels: ClassVar[tuple[str, ...]]
+    """Channel names of a sample, in storage order."""
+    input_channels: ClassVar[tuple[str, ...]] = ()
+    """Channels that are the problem's data (e.g. the coefficient ``a``); the rest is solution."""
+    description: ClassVar[str] = ""
+    """One line for listings."""
+    default_params: ClassVar[dict[str, Any]] = {}
+    """Physical and numerical parameters with their defaults; instances may override them."""
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    """Named configurations: ``{"tiny": {"resolution": 32, "params": {...}}, ...}``."""
+    min_resolution: ClassVar[int] = 8
+    """The smallest grid the residual stencil (and the solver) accepts."""
+    grid: Grid = UNIT_SQUARE_NODES
+    """Where the field values live; override as a class attribute or property."""
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.default_params))
+        if unknown:
+            known = ", ".join(sorted(self.default_params)) or "none"
+            raise PirfError(
+                f"unknown parameter(s) {', '.join(unknown)} for PDE '{self.name}'; known: {known}"
+            )
+        self._params = {**self.default_params, **params}
+
+    # ----------------------------------------------------------------------------- identity
+    @property
+    def params(self) -> dict[str, Any]:
+        """A copy of the instance's parameters (JSON-serialisable)."""
+        return dict(self._params)
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides: Any) -> PDE:
+        """An instance configured by a named preset, with optional parameter overrides."""
+        if preset not in cls.presets:
+            known = ", ".join(cls.presets) or "none"
+            raise PirfError(f"PDE '{cls.name}' has no preset '{preset}'; known: {known}")
+        return cls(**{**cls.presets[preset].get("params", {}), **overrides})
+
+    @classmethod
+    def preset_for_resolution(cls, resolution: int) -> str | None:
+        """The first preset whose resolution is ``resolution``, if any."""
+        for preset, config in cls.presets.items():
+            if config.get("resolution") == resolution:
+                return preset
+        return None
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything a file needs to describe this PDE (stored as JSON)."""
+        return {
+            "pde": self.name,
+            "channels": list(self.channels),
+            "input_channels": list(self.input_channels),
+            "params": self.params,
+            "grid": self.grid.to_json(),
+        }
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
+        return f"{type(self).__name__}({args})"
+
+    # ----------------------------------------------------------------------------- physics
+    @abc.abstractmethod
+    def residual(self, fields: torch.Tensor) -> torch.Tensor:
+        """Residual of ``fields`` ``(B, C, H, W)`` in physical units, where it is defined.
+
+        Returns ``(B, Cr, H', W')`` (for example the interior nodes of a Dirichlet problem).
+        Must be differentiable by autograd and work at any resolution >= ``min_resolution``.
+        """
+
+    def snap(self, fields: torch.Tensor) -> torch.Tensor:
+        """Project generated fields onto the admissible set (e.g. a binary coefficient).
+
+        Applied to model samples before any physics metric; identity by default.
+        """
+        return fields
+
+    def check_fields(self, fields: torch.Tensor) -> None:
+        """Raise :class:`PirfError` unless ``fields`` is ``(B, C, H, W)`` for this PDE."""
+        if fields.ndim != 4 or fields.shape[1] != len(self.channels):
+            raise PirfError(
+                f"PDE '{self.name}' expects fields (B, {len(self.channels)}, H, W) with channels "
+                f"{', '.join(self.channels)}; got shape {tuple(fields.shape)}"
+            )
+        self.check_resolution(min(fields.shape[-2:]))
+
+    def check_resolution(self, resolution: int) -> None:
+        """Raise :class:`PirfError` if ``resolution`` is below what the schemes need."""
+        if resolution < self.min_resolution:
+            raise PirfError(
+                f"resolution {resolution} is too small for PDE '{self.name}'; "
+                f"use at least {self.min_resolution}"
+            )
+
+    # ----------------------------------------------------------------------------- data
+    @property
+    def can_generate(self) -> bool:
+        """Whether this PDE can make its own data (it overrides :meth:`generate`,
+        or both :meth:`sample_inputs` and :meth:`solve`)."""
+        cls = type(self)
+        if cls.generate is not PDE.generate:
+            return True
+        return cls.sample_inputs is not PDE.sample_inputs and cls.solve is not PDE.solve
+
+    def samples_per_unit(self, resolution: int) -> int:
+        """How many samples one random unit (one generator) yields; 1 unless overridden.
+
+        Time-dependent PDEs may take several samples from one trajectory.
+        """
+        return 1
+
+    def sample_inputs(self, generators: list[torch.Generator], resolution: int) -> torch.Tensor:
+        """Random inputs, one unit per generator, as float64 on the CPU.
+
+        The shape is the PDE's business (``solve`` consumes it). Drawing on the CPU with one
+        generator per unit makes data identical for any batch size and device.
+        """
+        raise PirfError(f"PDE '{self.name}' has no input sampler; it cannot generate data")
+
+    def solve(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Solve for a batch of inputs; returns fields ``(B, C, H, W)`` in the inputs' dtype
+        and device."""
+        raise PirfError(f"PDE '{self.name}' has no solver; it cannot generate data")
+
+    def generate(
+        self,
+        generators: list[torch.Generator],
+        resolution: int,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float64,
+    ) -> torch.Tensor:
+        """Fields for one unit per generator: ``(len(generators) * samples_per_unit, C, R, R)``.
+
+        Default: draw inputs on the CPU, move them to ``device`` and ``dtype``, solve.
+        """
+        self.check_resolution(resolution)
+        inputs = self.sample_inputs(generators, resolution)
+        return self.solve(inputs.to(device=device, dtype=dtype))
+
+    def consistency(self, fields: torch.Tensor) -> torch.Tensor:
+        """Relative L2 distance, per sample, between the solution part of ``fields`` and what
+        the solver makes from their input part: "is this sample a solution?" in the
+        solution's own norm. Returns ``(B,)``."""
+        raise PirfError(f"PDE '{self.name}' has no solver; solver consistency is unavailable")
+
+
+def relative_l2(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``||estimate - reference|| / ||reference||`` over all but the first dim."""
+    difference = (estimate - reference).flatten(1).norm(dim=1)
+    scale = reference.flatten(1).norm(dim=1).clamp_min(torch.finfo(reference.dtype).tiny)
+    return difference / scale
