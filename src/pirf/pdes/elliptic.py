@@ -45,7 +45,10 @@ def laplacian_5pt(fields: torch.Tensor) -> torch.Tensor:
         raise PirfError(f"expected a square grid, got {tuple(fields.shape[-2:])}")
     center = fields[..., 1:-1, 1:-1]
     neighbours = (
-        fields[..., :-2, 1:-1] + fields[..., 2:, 1:-1] + fields[..., 1:-1, :-2] + fields[..., 1:-1, 2:]
+        fields[..., :-2, 1:-1]
+        + fields[..., 2:, 1:-1]
+        + fields[..., 1:-1, :-2]
+        + fields[..., 1:-1, 2:]
     )
     return (neighbours - 4.0 * center) / h**2
 
@@ -81,8 +84,14 @@ class DirichletSineSolver:
         self.resolution = resolution
 
     def transform(self, values: torch.Tensor) -> torch.Tensor:
-        """Unnormalised 2-D DST-I ``S v S`` of ``(..., n, n)``."""
-        return self._sine @ values @ self._sine
+        """Unnormalised 2-D DST-I ``S v S`` of ``(..., n, n)``.
+
+        Written as ``(S (S v)^T)^T`` (S is symmetric) so that every product has the batch on
+        the right-hand side: a left product ``v S`` is folded into one large matrix product
+        whose rounding depends on the batch size, which would make a sample's solution
+        depend on its batch neighbours.
+        """
+        return (self._sine @ (self._sine @ values).mT).mT
 
     def solve(self, rhs: torch.Tensor) -> torch.Tensor:
         """Interior solution ``(..., n, n)`` for interior right-hand side ``rhs``."""

@@ -14,6 +14,7 @@ with the constant mode dropped (zero mean). Draws use one generator per sample (
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -63,7 +64,7 @@ def cosine_grf(
     xi = stacked_normal(generators, (modes, modes))
     nodes = torch.linspace(0.0, 1.0, resolution, dtype=torch.float64)
     basis = cosine_basis(nodes, modes)
-    return basis @ (amplitude * xi) @ basis.T
+    return _per_sample(lambda coefficients: basis @ coefficients @ basis.T, amplitude * xi)
 
 
 def periodic_grf_1d(
@@ -87,4 +88,19 @@ def periodic_grf_1d(
     phase = 2 * math.pi * points.to(torch.float64)[:, None] * k[None, :]
     cos_basis = math.sqrt(2.0) * torch.cos(phase)
     sin_basis = math.sqrt(2.0) * torch.sin(phase)
-    return (xi[:, 0] * amplitude) @ cos_basis.T + (xi[:, 1] * amplitude) @ sin_basis.T
+    return _per_sample(
+        lambda pair: (pair[0] * amplitude) @ cos_basis.T + (pair[1] * amplitude) @ sin_basis.T,
+        xi,
+    )
+
+
+def _per_sample(
+    synthesis: Callable[[torch.Tensor], torch.Tensor], coefficients: torch.Tensor
+) -> torch.Tensor:
+    """Apply ``synthesis`` to each sample's coefficients ``coefficients[i]`` and stack.
+
+    One matrix product per sample rather than one batched product: BLAS picks its kernels
+    (and with them the rounding) by the operands' shapes, so a batched product can give a
+    sample different last bits depending on how many samples share the batch.
+    """
+    return torch.stack([synthesis(sample) for sample in coefficients])

@@ -70,7 +70,10 @@ class Grid:
 
 
 UNIT_SQUARE_NODES = Grid(
-    axes=("x", "y"), lower=(0.0, 0.0), upper=(1.0, 1.0), periodic=(False, False),
+    axes=("x", "y"),
+    lower=(0.0, 0.0),
+    upper=(1.0, 1.0),
+    periodic=(False, False),
     endpoint=(True, True),
 )
 """The unit square sampled on nodes, boundary included: ``h = 1 / (R - 1)``."""
