@@ -155,11 +155,9 @@ def test_generation_is_deterministic_whatever_the_batch(dtype):
             for index in ([0], [1, 2, 3], [4])
         ]
     )
-    assert torch.equal(full[:, 0], pieces[:, 0])  # the coefficient is drawn exactly
-    # Each sample stops on its own; only the batched BLAS rounding may differ (~1e-17 seen).
-    scale = float(full[:, 1].abs().max())
-    tolerance = 1e-13 if dtype == torch.float64 else 1e-6
-    assert float((full[:, 1] - pieces[:, 1]).abs().max()) <= tolerance * scale
+    # Each sample stops on its own and the preconditioner transforms samples one by one on
+    # the CPU, so a sample's solution is bitwise independent of its batch.
+    assert torch.equal(full, pieces)
 
 
 @pytest.mark.parametrize("device", DEVICES)
