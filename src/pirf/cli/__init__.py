@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from pirf.cli import data as data_commands
 from pirf.cli import pdes as pdes_commands
@@ -44,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except PirfError as error:
-        console_err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        console_err.print(
+            f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+        )
         return 2
     except KeyboardInterrupt:
         console_err.print("[bold red]interrupted[/]")
@@ -55,9 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         console_err.print("[bold red]aborted[/]")
         return 1
     except Exception as error:  # click usage errors and the like
-        import click
+        try:
+            from click import ClickException
+        except ImportError:  # typer >= 0.20 vendors click; its exceptions derive from this
+            from typer.exceptions import TyperException as ClickException
 
-        if isinstance(error, click.ClickException):
+        if isinstance(error, ClickException):
             error.show()
             return error.exit_code
         raise

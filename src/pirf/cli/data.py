@@ -1,7 +1,330 @@
-"""``pirf data``: generate and check HDF5 datasets (filled in by the data module)."""
+"""``pirf data``: generate, split and check HDF5 datasets of PDE fields.
+
+Thin wrappers over :mod:`pirf.data`: parse options, show progress on stderr, print a
+readable summary (or one JSON object with ``--json``). Errors are :class:`PirfError`
+lines, turned into exit code 2 by :func:`pirf.cli.main`.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+import pirf.data
+from pirf.cli._common import console, console_err, emit_json
+from pirf.data.generate import DEFAULT_BATCH_SIZE, GenerationSummary
+from pirf.errors import PirfError
 
 app = typer.Typer(help="Generate and check PDE datasets (HDF5).", no_args_is_help=True)
+
+
+class Split(str, Enum):
+    train = "train"
+    test = "test"
+    val = "val"
+
+
+class Dtype(str, Enum):
+    float64 = "float64"
+    float32 = "float32"
+
+
+class Compression(str, Enum):
+    none = "none"
+    lzf = "lzf"
+    gzip = "gzip"
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``["key=value", ...]`` -> dict; values parsed as JSON when they are, else strings."""
+    params: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise PirfError(f"--param expects key=value, got '{item}'")
+        try:
+            params[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key.strip()] = raw
+    return params
+
+
+class ProgressReporter:
+    """Progress on stderr: a rich bar on a terminal, a line per ~10% otherwise, or nothing."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Progress | None = None
+
+    def __enter__(self) -> ProgressReporter:
+        if self.enabled and console_err.is_terminal:
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("samples"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console_err,
+            )
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+    def callback(self, label: str) -> ProgressFn | None:
+        """A ``progress(done, total)`` function for one file, or None when disabled."""
+        if not self.enabled:
+            return None
+        if self._bar is not None:
+            bar = self._bar
+            task = bar.add_task(label, total=None)
+            return lambda done, total: bar.update(task, completed=done, total=total)
+        next_report = [0.0]
+
+        def report(done: int, total: int) -> None:
+            if done >= total or done / total >= next_report[0]:
+                console_err.print(f"{label}: {done}/{total} samples", highlight=False)
+                next_report[0] = done / total + 0.1
+
+        return report
+
+
+def _compression(value: Compression) -> str | None:
+    return None if value is Compression.none else value.value
+
+
+def _format(value: float) -> str:
+    return f"{value:.5g}"
+
+
+def print_generation(summaries: dict[str, GenerationSummary]) -> None:
+    """Readable summary of generated files: one table of files, one of channels per file."""
+    files = Table(title="Generated", title_justify="left")
+    files.add_column("split")
+    files.add_column("file", overflow="fold")
+    for column in ("samples", "shape", "seconds", "samples/s"):
+        files.add_column(column, justify="right", no_wrap=True)
+    for split, summary in summaries.items():
+        files.add_row(
+            split,
+            str(summary.path),
+            str(summary.n),
+            "x".join(map(str, summary.written.shape)),
+            f"{summary.seconds:.2f}",
+            f"{summary.samples_per_second:.1f}",
+        )
+    console.print(files)
+    first = next(iter(summaries.values()))
+    params = json.dumps(first.pde.params)
+    preset = f", preset {first.preset}" if first.preset else ""
+    console.print(
+        f"PDE [bold]{first.pde.name}[/] {params}{preset}; seed {first.seed}; solver "
+        f"{first.dtype} on {first.device}, {first.batch_size} units per batch",
+        highlight=False,
+    )
+    for split, summary in summaries.items():
+        table = Table(
+            title=f"{split}: channels; model = (physical - shift) / scale",
+            title_justify="left",
+        )
+        for column in ("channel", "mean", "std", "min", "max", "shift", "scale"):
+            table.add_column(column, justify="right", no_wrap=True)
+        norm = summary.written.normalisation
+        for index, (name, stats) in enumerate(summary.written.channel_stats.items()):
+            table.add_row(
+                name,
+                *(_format(stats[key]) for key in ("mean", "std", "min", "max")),
+                _format(norm.shift[index]),
+                _format(norm.scale[index]),
+            )
+        console.print(table)
+
+
+PdeArg = Annotated[str, typer.Argument(help="PDE name (see `pirf pdes`) or module:Class.")]
+ResolutionOpt = Annotated[
+    int | None, typer.Option("--resolution", help="Grid size R (R x R); default: the preset's.")
+]
+PresetOpt = Annotated[
+    str | None,
+    typer.Option("--preset", help="Named configuration; default: the one whose resolution is R."),
+]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", help="Parameter override key=value (value parsed as JSON); repeat."),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")]
+DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Solver precision (storage: float32).")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Random units solved together.")]
+CompressionOpt = Annotated[
+    Compression, typer.Option("--compression", help="HDF5 compression of the fields.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+@app.command()
+def generate(
+    pde: PdeArg,
+    n: Annotated[int, typer.Option("--n", help="Number of samples.")],
+    seed: Annotated[int, typer.Option("--seed", help="Seed (non-negative).")],
+    out: Annotated[Path, typer.Option("--out", help="Output file (.h5).")],
+    resolution: ResolutionOpt = None,
+    split: Annotated[Split, typer.Option("--split", help="Seed stream (split).")] = Split.train,
+    preset: PresetOpt = None,
+    param: ParamOpt = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = Dtype.float64,
+    batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
+    compression: CompressionOpt = Compression.none,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate N samples of a PDE with its solver into one HDF5 file."""
+    with ProgressReporter(enabled=not as_json) as reporter:
+        summary = pirf.data.generate(
+            pde,
+            n,
+            resolution,
+            seed,
+            out,
+            split=split.value,
+            preset=preset,
+            params=parse_params(param),
+            device=device,
+            dtype=dtype.value,
+            batch_size=batch_size,
+            force=force,
+            compression=_compression(compression),
+            progress=reporter.callback(split.value),
+        )
+    if as_json:
+        emit_json(summary.to_json())
+    else:
+        print_generation({split.value: summary})
+
+
+@app.command()
+def splits(
+    pde: PdeArg,
+    train: Annotated[int, typer.Option("--train", help="Training samples.")],
+    test: Annotated[int, typer.Option("--test", help="Test samples.")],
+    seed: Annotated[int, typer.Option("--seed", help="Seed (non-negative) of all splits.")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Directory for train.h5, test.h5...")],
+    val: Annotated[int | None, typer.Option("--val", help="Validation samples.")] = None,
+    resolution: ResolutionOpt = None,
+    preset: PresetOpt = None,
+    param: ParamOpt = None,
+    device: DeviceOpt = "cpu",
+    dtype: DtypeOpt = Dtype.float64,
+    batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
+    compression: CompressionOpt = Compression.none,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate train/test (and val) files from one seed, on disjoint seed streams."""
+    sizes = {"train": train, "test": test, **({"val": val} if val is not None else {})}
+    with ProgressReporter(enabled=not as_json) as reporter:
+        summaries = pirf.data.generate_splits(
+            pde,
+            sizes,
+            resolution,
+            seed,
+            out_dir,
+            preset=preset,
+            params=parse_params(param),
+            device=device,
+            dtype=dtype.value,
+            batch_size=batch_size,
+            force=force,
+            compression=_compression(compression),
+            progress=reporter.callback,
+        )
+    if as_json:
+        emit_json(
+            {
+                "out_dir": str(out_dir),
+                "files": {split: summary.to_json() for split, summary in summaries.items()},
+            }
+        )
+    else:
+        print_generation(summaries)
+
+
+def print_check(report: dict[str, Any]) -> None:
+    """Readable check report: file facts, channel statistics, residual statistics."""
+    facts = Table(title=f"Dataset {report['path']}", title_justify="left", show_header=False)
+    facts.add_column("key", style="bold")
+    facts.add_column("value")
+    facts.add_row("pde", f"{report['pde']} {json.dumps(report['params'])}")
+    facts.add_row("samples", str(report["n"]))
+    facts.add_row("shape", "x".join(map(str, report["shape"])) + " (N, C, H, W)")
+    facts.add_row("channels", ", ".join(report["channels"]))
+    facts.add_row("split / seed", f"{report['split']} / {report['seed']}")
+    facts.add_row("source", str(report["source"]))
+    console.print(facts)
+    channels = Table(
+        title="Channels (physical units); model = (physical - shift) / scale", title_justify="left"
+    )
+    for column in ("channel", "mean", "std", "min", "max", "shift", "scale"):
+        channels.add_column(column, justify="right", no_wrap=True)
+    norm = report["normalisation"]
+    for index, (name, stats) in enumerate(report["channel_stats"].items()):
+        channels.add_row(
+            name,
+            *(_format(stats[key]) for key in ("mean", "std", "min", "max")),
+            _format(norm["shift"][index]),
+            _format(norm["scale"][index]),
+        )
+    console.print(channels)
+    residual = report["residual"]
+    table = Table(
+        title=f"Residual per sample ({residual['points']} points, float64)",
+        title_justify="left",
+    )
+    for column in ("", "mean", "median", "p90"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for key in ("mse", "mae"):
+        table.add_row(
+            key.upper(),
+            _format(residual[key]),
+            _format(residual[f"{key}_median"]),
+            _format(residual[f"{key}_p90"]),
+        )
+    console.print(table)
+    console.print(f"checked in {report['seconds']:.2f} s", highlight=False)
+
+
+@app.command()
+def check(
+    file: Annotated[Path, typer.Argument(help="A pirf HDF5 file (dataset or samples).")],
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Samples per residual batch.")
+    ] = 64,
+    device: DeviceOpt = "cpu",
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify a file (readable, finite) and report its statistics and PDE residual."""
+    report = pirf.data.check(file, batch_size=batch_size, device=device)
+    if as_json:
+        emit_json(report)
+    else:
+        print_check(report)

@@ -1,0 +1,39 @@
+"""Datasets of PDE fields: generate them, write and read them, check them.
+
+>>> import pirf.data
+>>> summary = pirf.data.generate("poisson", n=256, resolution=32, seed=0, out="train.h5")
+>>> data = pirf.data.load("train.h5")          # PDEDataset: pde, channels, normalisation...
+>>> report = pirf.data.check("train.h5")       # statistics and residual of every sample
+
+Files are HDF5 with float32 fields in physical units and their metadata; the layout is
+documented in docs/data-format.md. Model samples use the same layout (:func:`write_fields`).
+"""
+
+from pirf.data.check import check
+from pirf.data.format import FORMAT_VERSION, Header
+from pirf.data.generate import (
+    GenerationSummary,
+    generate,
+    generate_chunks,
+    generate_splits,
+    resolve_pde,
+)
+from pirf.data.loader import FieldsDataset, PDEDataset, load
+from pirf.data.writer import WriteSummary, open_writer, write_fields
+
+__all__ = [
+    "FORMAT_VERSION",
+    "FieldsDataset",
+    "GenerationSummary",
+    "Header",
+    "PDEDataset",
+    "WriteSummary",
+    "check",
+    "generate",
+    "generate_chunks",
+    "generate_splits",
+    "load",
+    "open_writer",
+    "resolve_pde",
+    "write_fields",
+]
