@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from pirf.cli import data as data_commands
+from pirf.cli import demo as demo_commands
 from pirf.cli import pdes as pdes_commands
 from pirf.cli._common import console_err
 from pirf.errors import PirfError
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(data_commands.app, name="data")
 app.command("pdes")(pdes_commands.list_pdes)
+app.command("demo")(demo_commands.demo)
 
 
 @app.callback()

@@ -1,18 +1,76 @@
-"""Shared helpers of the CLI commands: consoles and JSON output."""
+"""Shared helpers of the CLI commands: consoles, JSON output, progress."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 console = Console(stderr=False)
 console_err = Console(stderr=True)
+for _console in (console, console_err):
+    if not _console.is_terminal:  # pipes and logs: wide enough that tables do not fold
+        _console.width = max(_console.width, 120)
 
 
 def emit_json(payload: dict[str, Any]) -> None:
     """Write one JSON object to stdout (nothing else goes to stdout with ``--json``)."""
     sys.stdout.write(json.dumps(payload, indent=None, sort_keys=False) + "\n")
     sys.stdout.flush()
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+class ProgressReporter:
+    """Progress on stderr: a rich bar on a terminal, a line per ~10% otherwise, or nothing."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Progress | None = None
+
+    def __enter__(self) -> ProgressReporter:
+        if self.enabled and console_err.is_terminal:
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("samples"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console_err,
+            )
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+    def callback(self, label: str) -> ProgressFn | None:
+        """A ``progress(done, total)`` function for one file, or None when disabled."""
+        if not self.enabled:
+            return None
+        if self._bar is not None:
+            bar = self._bar
+            task = bar.add_task(label, total=None)
+            return lambda done, total: bar.update(task, completed=done, total=total)
+        next_report = [0.0]
+
+        def report(done: int, total: int) -> None:
+            if done >= total or done / total >= next_report[0]:
+                console_err.print(f"{label}: {done}/{total} samples", highlight=False)
+                next_report[0] = done / total + 0.1
+
+        return report

@@ -8,24 +8,15 @@ lines, turned into exit code 2 by :func:`pirf.cli.main`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 import pirf.data
-from pirf.cli._common import console, console_err, emit_json
+from pirf.cli._common import ProgressReporter, console, emit_json
 from pirf.data.generate import DEFAULT_BATCH_SIZE, GenerationSummary
 from pirf.errors import PirfError
 
@@ -49,9 +40,6 @@ class Compression(str, Enum):
     gzip = "gzip"
 
 
-ProgressFn = Callable[[int, int], None]
-
-
 def parse_params(items: list[str] | None) -> dict[str, Any]:
     """``["key=value", ...]`` -> dict; values parsed as JSON when they are, else strings."""
     params: dict[str, Any] = {}
@@ -64,49 +52,6 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             params[key.strip()] = raw
     return params
-
-
-class ProgressReporter:
-    """Progress on stderr: a rich bar on a terminal, a line per ~10% otherwise, or nothing."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._bar: Progress | None = None
-
-    def __enter__(self) -> ProgressReporter:
-        if self.enabled and console_err.is_terminal:
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("samples"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=console_err,
-            )
-            self._bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-
-    def callback(self, label: str) -> ProgressFn | None:
-        """A ``progress(done, total)`` function for one file, or None when disabled."""
-        if not self.enabled:
-            return None
-        if self._bar is not None:
-            bar = self._bar
-            task = bar.add_task(label, total=None)
-            return lambda done, total: bar.update(task, completed=done, total=total)
-        next_report = [0.0]
-
-        def report(done: int, total: int) -> None:
-            if done >= total or done / total >= next_report[0]:
-                console_err.print(f"{label}: {done}/{total} samples", highlight=False)
-                next_report[0] = done / total + 0.1
-
-        return report
 
 
 def _compression(value: Compression) -> str | None:
