@@ -19,7 +19,7 @@ demo: $(BIN)/pirf
 
 test: $(BIN)/pirf
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 lint: $(BIN)/pirf
 	$(BIN)/ruff check src tests benchmarks
