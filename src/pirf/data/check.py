@@ -20,6 +20,7 @@ from pirf.data.loader import load
 from pirf.data.writer import stats_by_channel
 from pirf.devices import resolve_device
 from pirf.errors import PirfError
+from pirf.evaluation.physics import residual_per_sample
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import ChannelStats
 
@@ -29,16 +30,11 @@ DEFAULT_BATCH_SIZE = 64
 def residual_errors(
     pde: PDE, fields: torch.Tensor, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Per-sample residual MSE and MAE (float64, CPU) of a batch, and the residual's size."""
-    with torch.no_grad():
-        residual = pde.residual(fields.to(device=device, dtype=torch.float64))
-    if residual.ndim < 2 or residual.shape[0] != fields.shape[0]:
-        raise PirfError(
-            f"PDE '{pde.name}' residual returned shape {tuple(residual.shape)} for a batch "
-            f"of {fields.shape[0]}"
-        )
-    flat = residual.flatten(1)
-    return flat.pow(2).mean(dim=1).cpu(), flat.abs().mean(dim=1).cpu(), flat.shape[1]
+    """Per-sample residual MSE and MAE (float64, CPU) of a batch, and the residual's size.
+
+    Stored data is checked as it is: no snapping (see :mod:`pirf.evaluation.physics`).
+    """
+    return residual_per_sample(pde, fields.to(device), snap=False, batch_size=len(fields))
 
 
 def summarise(mse: np.ndarray, mae: np.ndarray) -> dict[str, float]:

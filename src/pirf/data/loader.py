@@ -31,38 +31,15 @@ Index = int | slice | Sequence[int] | np.ndarray | torch.Tensor
 
 
 def rebuild_pde(header: Header) -> PDE:
-    """The file's PDE from the registry with its stored parameters.
-
-    Looks up the stored name; if the registry does not know it, tries the stored
-    ``pde_class`` (``module:Class``) when that class has the same name.
-    """
-    try:
-        pde_class = pirf.pdes.get_class(header.pde_name)
-    except PirfError as error:
-        pde_class = _class_from_import(header)
-        if pde_class is None:
-            raise PirfError(f"{header.path}: {error}") from None
-    try:
-        pde = pde_class(**header.params)
-    except (PirfError, TypeError, ValueError) as error:
-        raise PirfError(f"{header.path}: cannot rebuild PDE '{header.pde_name}': {error}") from None
-    if tuple(pde.channels) != header.channels:
-        raise PirfError(
-            f"{header.path}: stored channels {list(header.channels)} differ from PDE "
-            f"'{pde.name}' channels {list(pde.channels)}"
-        )
-    return pde
-
-
-def _class_from_import(header: Header) -> type[PDE] | None:
-    target = header.attrs.get("pde_class")
-    if not isinstance(target, str) or ":" not in target:
-        return None
-    try:
-        pde_class = pirf.pdes.get_class(target)
-    except PirfError:
-        return None
-    return pde_class if getattr(pde_class, "name", None) == header.pde_name else None
+    """The file's PDE from the registry with its stored parameters (see
+    :func:`pirf.pdes.from_metadata`; a user PDE is found by its stored ``pde_class``)."""
+    metadata = {
+        "pde": header.pde_name,
+        "params": header.params,
+        "channels": list(header.channels),
+        "pde_class": header.attrs.get("pde_class"),
+    }
+    return pirf.pdes.from_metadata(metadata, source=str(header.path))
 
 
 class PDEDataset:

@@ -100,7 +100,6 @@ class FieldWriter:
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             **pde.metadata(),
-            "pde_class": f"{type(pde).__module__}:{type(pde).__qualname__}",
             "pirf_version": pirf.__version__,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "source": "user",

@@ -93,6 +93,40 @@ def get(name: str, *, preset: str | None = None, **params: Any) -> PDE:
     return pde_class(**params)
 
 
+def from_metadata(metadata: dict[str, Any], *, source: str = "file") -> PDE:
+    """Rebuild the PDE a file or checkpoint describes (``PDE.metadata()``): by its name, or,
+    for a user PDE the registry does not know, by its stored ``module:Class``; with the
+    stored parameters; checking the stored channel names."""
+    name = metadata.get("pde")
+    if not isinstance(name, str):
+        raise PirfError(f"{source} names no PDE")
+    try:
+        pde_class = _lookup(name)
+    except PirfError as error:
+        target = metadata.get("pde_class")
+        pde_class = None
+        if isinstance(target, str) and ":" in target:
+            try:
+                candidate = _lookup(target)
+            except PirfError:
+                candidate = None
+            if candidate is not None and getattr(candidate, "name", None) == name:
+                pde_class = candidate
+        if pde_class is None:
+            raise PirfError(f"{source}: {error}") from None
+    try:
+        pde = pde_class(**dict(metadata.get("params") or {}))
+    except (PirfError, TypeError, ValueError) as error:
+        raise PirfError(f"{source}: cannot rebuild PDE '{name}': {error}") from None
+    channels = metadata.get("channels")
+    if channels is not None and list(channels) != list(pde.channels):
+        raise PirfError(
+            f"{source}: stored channels {list(channels)} differ from PDE '{name}' channels "
+            f"{list(pde.channels)}"
+        )
+    return pde
+
+
 def names() -> list[str]:
     """Sorted names of every PDE the registry knows (built-in, registered, entry points)."""
     return sorted(_all_names())
@@ -121,6 +155,7 @@ __all__ = [
     "Normalisation",
     "define_pde",
     "describe",
+    "from_metadata",
     "get",
     "get_class",
     "names",

@@ -90,6 +90,7 @@ class PDE(abc.ABC):
             "input_channels": list(self.input_channels),
             "params": self.params,
             "grid": self.grid.to_json(),
+            "pde_class": f"{type(self).__module__}:{type(self).__qualname__}",
         }
 
     def __repr__(self) -> str:

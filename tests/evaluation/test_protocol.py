@@ -1,0 +1,95 @@
+"""The protocol on files and checkpoints, through the API and the command line."""
+
+import json
+
+import pytest
+
+import pirf.data
+from pirf.cli import main
+from pirf.evaluation.protocol import evaluate_checkpoint, evaluate_files
+from pirf.evaluation.report import markdown_table
+from tests.sampling.test_from_checkpoint import make_checkpoint
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("protocol")
+    pirf.data.generate("poisson", 48, 16, 0, root / "test.h5", split="test")
+    pirf.data.generate("poisson", 12, 16, 0, root / "truth.h5", split="val")
+    checkpoint = make_checkpoint(root / "ckpt", "poisson")
+    return root, checkpoint
+
+
+def test_ground_truth_scores_at_its_floor_and_a_random_model_does_not(files):
+    root, checkpoint = files
+    assert (
+        main(
+            [
+                "sample",
+                "--ckpt",
+                str(checkpoint),
+                "--n",
+                "12",
+                "--steps",
+                "3",
+                "--out",
+                str(root / "model.h5"),
+            ]
+        )
+        == 0
+    )
+    report = evaluate_files([root / "truth.h5", root / "model.h5"], root / "test.h5")
+    truth, model = (row["headline"] for row in report["rows"])
+    floor = report["ground_truth"]["headline"]
+    assert truth["residual_mse"] < 1e-10 and model["residual_mse"] > 1e3 * truth["residual_mse"]
+    assert truth["mmd"] < 3 * floor["mmd"] < model["mmd"]
+    assert model["diversity"] > 2 * truth["diversity"]  # an untrained net gives wild fields
+    assert report["rows"][1]["nfe"] == 5
+    table = markdown_table(report)
+    assert table.count("\n") == 4 and "ground truth" in table
+
+
+def test_checkpoint_rows_per_step_count(files):
+    root, checkpoint = files
+    report = evaluate_checkpoint(checkpoint, root / "test.h5", steps=(2, 3), n=6)
+    assert [row["nfe"] for row in report["rows"]] == [3, 5]
+    assert report["ground_truth"]["metrics"]["counts"]["reference"] == 48
+
+
+def test_cli_json_and_errors(files, capsys, tmp_path):
+    root, checkpoint = files
+    code = main(
+        [
+            "evaluate",
+            "--samples",
+            str(root / "truth.h5"),
+            "--reference",
+            str(root / "test.h5"),
+            "--json",
+            "--out",
+            str(tmp_path / "r.json"),
+        ]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["pde"] == "poisson" and json.loads((tmp_path / "r.json").read_text())
+    assert main(["evaluate", "--reference", str(root / "test.h5")]) == 2
+    assert "either --samples" in capsys.readouterr().err
+    darcy = tmp_path / "darcy.h5"
+    pirf.data.generate("darcy", 4, 16, 0, darcy)
+    assert main(["evaluate", "--samples", str(darcy), "--reference", str(root / "test.h5")]) == 2
+    assert "same PDE" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "evaluate",
+                "--ckpt",
+                str(checkpoint),
+                "--reference",
+                str(root / "test.h5"),
+                "--steps",
+                "a,b",
+            ]
+        )
+        == 2
+    )
