@@ -16,6 +16,7 @@ from pirf.cli import demo as demo_commands
 from pirf.cli import evaluate as evaluate_commands
 from pirf.cli import pdes as pdes_commands
 from pirf.cli import sample as sample_commands
+from pirf.cli import train as train_commands
 from pirf.cli._common import console_err
 from pirf.errors import PirfError
 
@@ -30,6 +31,7 @@ app = typer.Typer(
 app.add_typer(data_commands.app, name="data")
 app.command("pdes")(pdes_commands.list_pdes)
 app.command("demo")(demo_commands.demo)
+app.command("train")(train_commands.train)
 app.command("sample")(sample_commands.sample)
 app.command("evaluate")(evaluate_commands.evaluate)
 
