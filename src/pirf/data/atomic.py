@@ -58,13 +58,13 @@ def atomic_output(path: str | Path, *, force: bool = False) -> Iterator[Path]:
             yield temporary
         if not temporary.exists():
             raise PirfError(f"nothing was written to {destination}")
-        _fsync(temporary)
+        fsync_path(temporary)
         os.replace(temporary, destination)
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     """Flush a finished file to disk before it takes its final name."""
     descriptor = os.open(path, os.O_RDONLY)
     try:

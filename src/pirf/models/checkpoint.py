@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import pirf
+from pirf.data.atomic import fsync_path
 from pirf.errors import PirfError
 from pirf.models.backbone import check_architecture
 from pirf.models.edm import SIGMA_DATA, EDMDenoiser, build_denoiser
@@ -256,16 +257,8 @@ def _state_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
 def _write_tensors(directory: Path, name: str, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
     path = directory / name
     save_file(tensors, str(path))
-    _fsync(path)
+    fsync_path(path)
     return {"sha256": file_sha256(path), "bytes": path.stat().st_size}
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _apply_umask(directory: Path) -> None:
@@ -356,7 +349,7 @@ def save_checkpoint(
         if optimizer is not None:
             info.files[OPTIMIZER_FILE] = _write_tensors(staging, OPTIMIZER_FILE, optimizer_tensors)
         (staging / INFO_FILE).write_text(json.dumps(info.to_json(), indent=2) + "\n")
-        _fsync(staging / INFO_FILE)
+        fsync_path(staging / INFO_FILE)
         _replace_directory(staging, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

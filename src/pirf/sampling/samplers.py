@@ -79,6 +79,11 @@ def evaluate(
         return denoiser(x, sigma_batch).float()
 
 
+def _slope(denoiser: Denoiser, x: torch.Tensor, sigma: float, low_precision: bool | None):
+    """The ODE's ``dx/dsigma = (x - D(x, sigma)) / sigma``."""
+    return (x - evaluate(denoiser, x, sigma, low_precision=low_precision)) / sigma
+
+
 def euler_step(
     denoiser: Denoiser,
     x: torch.Tensor,
@@ -88,8 +93,7 @@ def euler_step(
     low_precision: bool | None = None,
 ) -> torch.Tensor:
     """One Euler step of the probability-flow ODE from ``sigma`` to ``sigma_next``."""
-    slope = (x - evaluate(denoiser, x, sigma, low_precision=low_precision)) / sigma
-    return x + (sigma_next - sigma) * slope
+    return x + (sigma_next - sigma) * _slope(denoiser, x, sigma, low_precision)
 
 
 def heun_step(
@@ -101,13 +105,11 @@ def heun_step(
     low_precision: bool | None = None,
 ) -> torch.Tensor:
     """One EDM Heun step: Euler predictor, then the trapezoidal corrector if ``sigma_next > 0``."""
-    slope = (x - evaluate(denoiser, x, sigma, low_precision=low_precision)) / sigma
+    slope = _slope(denoiser, x, sigma, low_precision)
     x_next = x + (sigma_next - sigma) * slope
     if sigma_next == 0:
         return x_next
-    slope_next = (
-        x_next - evaluate(denoiser, x_next, sigma_next, low_precision=low_precision)
-    ) / sigma_next
+    slope_next = _slope(denoiser, x_next, sigma_next, low_precision)
     return x + (sigma_next - sigma) * 0.5 * (slope + slope_next)
 
 
