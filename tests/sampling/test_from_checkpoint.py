@@ -21,9 +21,7 @@ def make_checkpoint(path, pde_name, resolution=16):
     )
     shift = tuple(7.5 if c == "a" and pde_name == "darcy" else 0.0 for c in pde.channels)
     normalisation = Normalisation(shift, tuple(9.0 if s else 0.1 for s in shift))
-    save_checkpoint(
-        path, model, pde=pde, normalisation=normalisation, resolution=resolution
-    )
+    save_checkpoint(path, model, pde=pde, normalisation=normalisation, resolution=resolution)
     return path
 
 

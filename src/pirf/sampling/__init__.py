@@ -6,20 +6,21 @@
 (torch.Size([64, 2, 32, 32]), 39)
 """
 
-from pirf.sampling.generate import SamplingResult, default_batch_size, generate
+from pirf.sampling.generate import ProgressFn, SamplingResult, default_batch_size, generate
 from pirf.sampling.noise import SAMPLING_STREAM, initial_noise
+from pirf.sampling.precision import FP32, Denoiser, NetworkCall, Precision
 from pirf.sampling.samplers import (
-    FP32,
     STEPS,
-    Precision,
+    StepInfo,
+    Trajectory,
     euler_step,
-    evaluate,
     heun_step,
+    integrate,
     network_evaluations,
     sample,
     step_function,
 )
-from pirf.sampling.schedule import RHO, SIGMA_MAX, SIGMA_MIN, karras_sigmas
+from pirf.sampling.schedule import RHO, SIGMA_MAX, SIGMA_MIN, karras_sigmas, noise_levels
 
 __all__ = [
     "FP32",
@@ -28,16 +29,22 @@ __all__ = [
     "SIGMA_MAX",
     "SIGMA_MIN",
     "STEPS",
+    "Denoiser",
+    "NetworkCall",
     "Precision",
+    "ProgressFn",
     "SamplingResult",
+    "StepInfo",
+    "Trajectory",
     "default_batch_size",
     "euler_step",
-    "evaluate",
     "generate",
     "heun_step",
     "initial_noise",
+    "integrate",
     "karras_sigmas",
     "network_evaluations",
+    "noise_levels",
     "sample",
     "step_function",
 ]

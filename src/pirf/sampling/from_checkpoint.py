@@ -21,7 +21,7 @@ from pirf.models.checkpoint import Checkpoint, load_checkpoint
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import Normalisation
 from pirf.sampling.generate import ProgressFn, SamplingResult, generate
-from pirf.sampling.samplers import Precision
+from pirf.sampling.precision import Precision
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Many samples from a denoiser: seeded, micro-batched, timed.
 
 :func:`generate` returns samples in model space on the CPU; turning them into physical
-fields and files is the caller's (``pirf sample``) business.
+fields and files is the caller's (``pirf sample``) business. Sample ``i`` always starts
+from the same noise (:mod:`pirf.sampling.noise`), so the micro-batch size changes only the
+speed, never the noise.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import torch
 
 from pirf.errors import PirfError
 from pirf.sampling.noise import initial_noise
-from pirf.sampling.samplers import Denoiser, Precision, network_evaluations, sample
-from pirf.sampling.schedule import SIGMA_MAX, SIGMA_MIN, karras_sigmas
+from pirf.sampling.precision import FP32, Denoiser, Precision
+from pirf.sampling.samplers import StepInfo, sample, step_function
+from pirf.sampling.schedule import RHO, SIGMA_MAX, SIGMA_MIN, karras_sigmas
 
 ProgressFn = Callable[[int, int], None]
+"""``progress(done, total)``: samples finished so far out of the total."""
 
 
 @dataclass(frozen=True)
@@ -28,8 +32,12 @@ class SamplingResult:
     steps: int
     method: str
     nfe_per_sample: int
+    """Network evaluations per sample, as counted (``2N - 1`` for Heun, ``N`` for Euler)."""
     seconds: float
+    """Wall time from the first noise draw to the last sample on the CPU."""
     batch_size: int
+    """The micro-batch size in use at the end (after any out-of-memory halving)."""
+    precision: Precision = FP32
 
     @property
     def seconds_per_sample(self) -> float:
@@ -41,11 +49,23 @@ class SamplingResult:
 
 
 def default_batch_size(shape: tuple[int, int, int], device: torch.device) -> int:
-    """A first micro-batch size: modest on the CPU, large on a GPU (halved on OOM)."""
-    pixels = shape[1] * shape[2]
+    """A first micro-batch size: modest on the CPU (cache-sized), large on a GPU, where an
+    out-of-memory error halves it until it fits."""
+    values = shape[0] * shape[1] * shape[2]
     if device.type == "cuda":
-        return max(1, min(4096, (1 << 22) // pixels))
-    return max(1, min(256, (1 << 16) // pixels))
+        return max(1, min(4096, (1 << 23) // values))
+    return max(1, min(256, (1 << 17) // values))
+
+
+def _check_request(n: int, shape: tuple[int, ...], batch_size: int | None) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise PirfError(f"the number of samples must be a positive integer, got {n!r}")
+    if len(shape) != 3 or any(int(side) <= 0 for side in shape):
+        raise PirfError(f"the sample shape must be (C, H, W) with positive sizes, got {shape}")
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0
+    ):
+        raise PirfError(f"the batch size must be a positive integer, got {batch_size!r}")
 
 
 def generate(
@@ -58,48 +78,63 @@ def generate(
     method: str = "heun",
     device: torch.device | str = "cpu",
     batch_size: int | None = None,
-    precision: Precision | None = None,
+    precision: Precision = FP32,
     sigma_min: float = SIGMA_MIN,
     sigma_max: float = SIGMA_MAX,
+    rho: float = RHO,
+    channels_last: bool | None = None,
     progress: ProgressFn | None = None,
 ) -> SamplingResult:
-    """``n`` samples of ``shape`` ``(C, H, W)`` from seed ``seed`` with ``steps`` sampler steps.
+    """``n`` samples of ``shape`` ``(C, H, W)`` from seed ``seed``, ``steps`` sampler steps.
 
-    Sample ``i`` always starts from the same noise (see :mod:`pirf.sampling.noise`), whatever
-    ``batch_size``. With ``batch_size=None`` a size is chosen and, on a CUDA out-of-memory
-    error, halved until a micro-batch fits.
+    The denoiser must already be on ``device`` (and in eval mode, if it is a module).
+    ``batch_size=None`` chooses a micro-batch size (:func:`default_batch_size`) and halves
+    it after a CUDA out-of-memory error until a micro-batch fits; an explicit size is used
+    as given. ``channels_last`` (default: on CUDA) hands the network channels-last
+    tensors, the fast layout for convolutions on tensor cores. ``progress(done, n)`` is
+    called at the start and after every micro-batch.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise PirfError(f"the number of samples must be a positive integer, got {n!r}")
+    shape = tuple(int(side) for side in shape)
+    _check_request(n, shape, batch_size)
+    step_function(method)
     device = torch.device(device)
-    sigmas = karras_sigmas(steps, sigma_min, sigma_max)
-    nfe = network_evaluations(method, steps)
+    sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho)
+    if channels_last is None:
+        channels_last = device.type == "cuda"
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     adaptive = batch_size is None
     size = default_batch_size(shape, device) if batch_size is None else batch_size
-    if size <= 0:
-        raise PirfError(f"the batch size must be positive, got {size}")
+    nfe = 0
+
+    def count(info: StepInfo) -> None:
+        nonlocal nfe
+        nfe = info.nfe
+
     chunks: list[torch.Tensor] = []
     done = 0
+    if progress is not None:
+        progress(0, n)
     start_time = time.perf_counter()
-    with torch.no_grad():
-        while done < n:
-            take = min(size, n - done)
-            noise = initial_noise(take, shape, seed, start=done).to(device)
-            try:
-                x = sample(denoiser, noise, sigmas, method=method, precision=precision)
-            except torch.cuda.OutOfMemoryError:
-                if not adaptive or take == 1:
-                    raise PirfError(
-                        f"out of GPU memory at micro-batch {take}; pass a smaller batch size"
-                    ) from None
-                size = max(1, take // 2)
-                torch.cuda.empty_cache()
-                continue
-            chunks.append(x.float().cpu())
-            done += take
-            if progress is not None:
-                progress(done, n)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    while done < n:
+        take = min(size, n - done)
+        noise = initial_noise(take, shape, seed, start=done).to(device, memory_format=layout)
+        try:
+            x = sample(denoiser, noise, sigmas, method=method, precision=precision, callback=count)
+            chunk = x.to("cpu", memory_format=torch.contiguous_format)
+        except torch.cuda.OutOfMemoryError:
+            if not adaptive or take == 1:
+                raise PirfError(
+                    f"out of GPU memory at micro-batch {take}; pass a smaller batch size"
+                ) from None
+            chunk = None
+        if chunk is None:  # outside the handler, so the failed attempt's tensors are freed
+            del noise
+            size = max(1, take // 2)
+            torch.cuda.empty_cache()
+            continue
+        chunks.append(chunk)
+        done += take
+        if progress is not None:
+            progress(done, n)
     seconds = time.perf_counter() - start_time
-    return SamplingResult(torch.cat(chunks), steps, method, nfe, seconds, size)
+    return SamplingResult(torch.cat(chunks), steps, method, nfe, seconds, size, precision)

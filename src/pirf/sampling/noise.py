@@ -1,8 +1,9 @@
 """Seeded initial noise: the same seed gives the same noise to every model.
 
 Sample ``i`` of a seed draws from its own generator (stream :data:`SAMPLING_STREAM` of
-:mod:`pirf.seeding`), on the CPU, so its noise does not depend on the batch it is sampled
-in, the device or the model. Comparing methods on "the same seeds" means exactly this.
+:mod:`pirf.seeding`), in float64 on the CPU, so its noise does not depend on the batch it
+is sampled in, the device or the model. Comparing methods on "the same seeds" means
+exactly this.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ SAMPLING_STREAM = 16
 def initial_noise(
     n: int, shape: tuple[int, int, int], seed: int, *, start: int = 0
 ) -> torch.Tensor:
-    """Unit-variance noise ``(n, C, H, W)``, float32 on the CPU, for samples ``start..start+n``."""
+    """Unit-variance noise ``(n, C, H, W)``, float32 on the CPU, for samples
+    ``start .. start + n - 1``; the samplers scale it by ``sigma_max``."""
     generators = unit_generators(seed, SAMPLING_STREAM, range(start, start + n))
     return stacked_normal(generators, tuple(shape), dtype=torch.float32)

@@ -1,115 +1,59 @@
-"""Deterministic EDM samplers as small pure functions.
+"""Deterministic EDM samplers: step functions and the drivers that run them over a schedule.
 
-A *denoiser* is any callable ``D(x, sigma) -> x0_estimate`` with ``x`` ``(B, C, H, W)`` and
-``sigma`` a ``(B,)`` tensor. The probability-flow ODE is ``dx/dsigma = (x - D(x, sigma)) /
-sigma``; a step function advances ``x`` from ``sigma`` to ``sigma_next``:
+The probability-flow ODE of an EDM denoiser ``D`` is ``dx/dsigma = (x - D(x, sigma)) /
+sigma``. A step function advances ``x`` from ``sigma`` to ``sigma_next``:
 
 * :func:`euler_step`: first order, one network evaluation;
 * :func:`heun_step`: EDM's second-order Heun step (Euler predictor, trapezoidal corrector),
-  two evaluations, except on the last step to ``sigma = 0`` where only the Euler part runs.
+  two evaluations, except on a step to ``sigma = 0`` where the slope is undefined and only
+  the Euler part runs (one evaluation, landing on ``D(x, sigma)``).
 
-The step functions hold no state and make no assumption about gradients, so fine-tuning
-reuses them unchanged inside a differentiable trajectory. :func:`sample` drives them over a
-schedule, optionally with the low-precision policy of :class:`Precision`.
+Step functions are pure: they hold no state, never touch the gradient mode and only call
+``denoiser(x, sigma)``, so fine-tuning reuses them unchanged inside a differentiable (or
+checkpointed) trajectory. Precision and gradients are the drivers' business:
+:func:`integrate` runs a range of steps of a schedule, :func:`sample` a whole trajectory
+from unit noise, both without autograd bookkeeping unless ``grad=True``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import torch
 
 from pirf.errors import PirfError
+from pirf.sampling.precision import FP32, Denoiser, NetworkCall, Precision
+from pirf.sampling.schedule import noise_levels
 
-Denoiser = Callable[..., torch.Tensor]
-StepFn = Callable[..., torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Precision:
-    """Which sampler steps may run the network in bfloat16.
-
-    ``bf16=True`` runs the network under bf16 autocast on CUDA for every step but the last
-    ``fp32_steps``, which run in float32: bf16 rounding of the final steps alone puts a floor
-    under the PDE residual. The sampler state is always float32. On the CPU it has no effect.
-    """
-
-    bf16: bool = False
-    fp32_steps: int = 2
-
-    def low_precision(self, step: int, steps: int) -> bool:
-        """Whether sampler step ``step`` (0-based) of ``steps`` runs in bf16."""
-        return self.bf16 and step < steps - self.fp32_steps
+StepFn = Callable[[Denoiser, torch.Tensor, float, float], torch.Tensor]
 
 
-FP32 = Precision(bf16=False)
+def _sigma_batch(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    return torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
 
 
-def _accepts_autocast(denoiser: Denoiser) -> bool:
-    target = denoiser.forward if isinstance(denoiser, torch.nn.Module) else denoiser
-    try:
-        return "autocast" in inspect.signature(target).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def evaluate(
-    denoiser: Denoiser, x: torch.Tensor, sigma: float, *, low_precision: bool | None = None
-) -> torch.Tensor:
-    """``D(x, sigma)`` with ``sigma`` broadcast to ``(B,)``.
-
-    ``low_precision`` (None: leave it to the denoiser) selects bf16 autocast: passed as the
-    ``autocast`` keyword to denoisers that take it (pirf's EDM denoiser), else by wrapping
-    the call in an autocast region on CUDA.
-    """
-    sigma_batch = torch.full((x.shape[0],), float(sigma), dtype=torch.float32, device=x.device)
-    if low_precision is None:
-        return denoiser(x, sigma_batch)
-    if _accepts_autocast(denoiser):
-        return denoiser(x, sigma_batch, autocast=low_precision)
-    context = (
-        torch.autocast("cuda", dtype=torch.bfloat16, enabled=low_precision)
-        if x.device.type == "cuda"
-        else contextlib.nullcontext()
-    )
-    with context:
-        return denoiser(x, sigma_batch).float()
-
-
-def _slope(denoiser: Denoiser, x: torch.Tensor, sigma: float, low_precision: bool | None):
-    """The ODE's ``dx/dsigma = (x - D(x, sigma)) / sigma``."""
-    return (x - evaluate(denoiser, x, sigma, low_precision=low_precision)) / sigma
+def _slope(denoiser: Denoiser, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``dx/dsigma = (x - D(x, sigma)) / sigma``."""
+    return (x - denoiser(x, _sigma_batch(x, sigma))) / sigma
 
 
 def euler_step(
-    denoiser: Denoiser,
-    x: torch.Tensor,
-    sigma: float,
-    sigma_next: float,
-    *,
-    low_precision: bool | None = None,
+    denoiser: Denoiser, x: torch.Tensor, sigma: float, sigma_next: float
 ) -> torch.Tensor:
     """One Euler step of the probability-flow ODE from ``sigma`` to ``sigma_next``."""
-    return x + (sigma_next - sigma) * _slope(denoiser, x, sigma, low_precision)
+    return x + (sigma_next - sigma) * _slope(denoiser, x, sigma)
 
 
-def heun_step(
-    denoiser: Denoiser,
-    x: torch.Tensor,
-    sigma: float,
-    sigma_next: float,
-    *,
-    low_precision: bool | None = None,
-) -> torch.Tensor:
-    """One EDM Heun step: Euler predictor, then the trapezoidal corrector if ``sigma_next > 0``."""
-    slope = _slope(denoiser, x, sigma, low_precision)
-    x_next = x + (sigma_next - sigma) * slope
+def heun_step(denoiser: Denoiser, x: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+    """One EDM Heun step: Euler predictor, then the trapezoidal corrector unless
+    ``sigma_next == 0`` (where the step is Euler's)."""
+    slope = _slope(denoiser, x, sigma)
+    predicted = x + (sigma_next - sigma) * slope
     if sigma_next == 0:
-        return x_next
-    slope_next = _slope(denoiser, x_next, sigma_next, low_precision)
+        return predicted
+    slope_next = _slope(denoiser, predicted, sigma_next)
     return x + (sigma_next - sigma) * 0.5 * (slope + slope_next)
 
 
@@ -125,38 +69,167 @@ def step_function(method: str) -> StepFn:
 
 
 def network_evaluations(method: str, steps: int) -> int:
-    """NFE of one trajectory: ``2N - 1`` for Heun (no corrector at sigma = 0), ``N`` for Euler."""
+    """NFE of one trajectory over a schedule ending in 0: ``2N - 1`` for Heun (no corrector
+    on the step to 0), ``N`` for Euler."""
     step_function(method)
     return 2 * steps - 1 if method == "heun" else steps
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a step callback sees after sampler step ``index`` (0-based) of ``steps``."""
+
+    index: int
+    steps: int
+    sigma: float
+    sigma_next: float
+    x: torch.Tensor
+    """The state at ``sigma_next``."""
+    nfe: int
+    """Network evaluations of this trajectory so far."""
+    low_precision: bool
+    """Whether the step ran the network under bf16 autocast."""
+
+
+StepCallback = Callable[[StepInfo], None]
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """The states of one sampler run: ``states[i]`` is the state at ``sigmas[i]``."""
+
+    states: list[torch.Tensor]
+    sigmas: list[float]
+    nfe: int
+
+    @property
+    def final(self) -> torch.Tensor:
+        return self.states[-1]
+
+
+def _state(x: torch.Tensor) -> torch.Tensor:
+    """The sampler state: float64 input stays float64, anything else becomes float32."""
+    return x if x.dtype == torch.float64 else x.to(torch.float32)
+
+
+def _run(
+    step: StepFn,
+    network: NetworkCall,
+    x: torch.Tensor,
+    levels: list[float],
+    indices: range,
+    precision: Precision,
+    callback: StepCallback | None,
+    states: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Steps ``indices`` of the schedule ``levels``, appending each new state to ``states``."""
+    steps = len(levels) - 1
+    for index in indices:
+        network.low_precision = precision.low_precision(index, steps)
+        x = step(network, x, levels[index], levels[index + 1])
+        if states is not None:
+            states.append(x)
+        if callback is not None:
+            sigma, sigma_next = levels[index], levels[index + 1]
+            callback(
+                StepInfo(index, steps, sigma, sigma_next, x, network.calls, network.low_precision)
+            )
+    return x
+
+
+def _step_range(start: int, stop: int | None, steps: int) -> range:
+    stop = steps if stop is None else stop
+    if not 0 <= start <= stop <= steps:
+        raise PirfError(f"need 0 <= start <= stop <= {steps} steps, got {start} and {stop}")
+    return range(start, stop)
+
+
+def integrate(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor | Sequence[float],
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    method: str = "heun",
+    precision: Precision = FP32,
+    callback: StepCallback | None = None,
+    grad: bool = False,
+) -> torch.Tensor:
+    """Advance the state ``x`` at ``sigmas[start]`` through steps ``start .. stop - 1`` of
+    the schedule ``sigmas``, to ``sigmas[stop]`` (``stop=None``: the end).
+
+    Unlike :func:`sample`, ``x`` is a state (already at noise level ``sigmas[start]``), not
+    unit noise. Step indices are those of the whole schedule, so the precision policy of a
+    piece of a trajectory is the policy of the whole one. ``grad=False`` runs without
+    autograd bookkeeping (``torch.no_grad``, whose outputs, unlike inference-mode tensors,
+    may enter a later graph); ``grad=True`` records the graph through these steps.
+    """
+    step = step_function(method)
+    levels = noise_levels(sigmas)
+    indices = _step_range(start, stop, len(levels) - 1)
+    network = NetworkCall(denoiser)
+    with torch.enable_grad() if grad else torch.no_grad():
+        return _run(step, network, _state(x), levels, indices, precision, callback)
+
+
+@overload
+def sample(
+    denoiser: Denoiser,
+    noise: torch.Tensor,
+    sigmas: torch.Tensor | Sequence[float],
+    *,
+    method: str = ...,
+    precision: Precision = ...,
+    callback: StepCallback | None = ...,
+    return_trajectory: Literal[False] = ...,
+    grad: bool = ...,
+) -> torch.Tensor: ...
+
+
+@overload
+def sample(
+    denoiser: Denoiser,
+    noise: torch.Tensor,
+    sigmas: torch.Tensor | Sequence[float],
+    *,
+    method: str = ...,
+    precision: Precision = ...,
+    callback: StepCallback | None = ...,
+    return_trajectory: Literal[True],
+    grad: bool = ...,
+) -> Trajectory: ...
 
 
 def sample(
     denoiser: Denoiser,
     noise: torch.Tensor,
-    sigmas: torch.Tensor,
+    sigmas: torch.Tensor | Sequence[float],
     *,
     method: str = "heun",
-    precision: Precision | None = None,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
+    precision: Precision = FP32,
+    callback: StepCallback | None = None,
     return_trajectory: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    grad: bool = False,
+) -> torch.Tensor | Trajectory:
     """Integrate the probability-flow ODE from ``noise * sigmas[0]`` down to ``sigmas[-1]``.
 
-    ``noise`` is unit-variance; ``sigmas`` a schedule ending in 0 (e.g. :func:`karras_sigmas`).
-    The state is float32. ``callback(step, x)`` sees the state after each step. With
-    ``return_trajectory`` the states before every step and the final one are returned too.
-    Gradients are the caller's business: wrap the call in ``torch.no_grad()`` to sample.
+    ``noise`` has unit variance (e.g. :func:`pirf.sampling.initial_noise`); it is scaled by
+    ``sigma_max = sigmas[0]`` here. ``sigmas`` is a decreasing schedule, normally ending
+    in 0 (:func:`pirf.sampling.karras_sigmas`). The state is float32 (float64 if ``noise``
+    is float64). ``callback`` sees a :class:`StepInfo` after every step, with the network
+    evaluations so far. Returns the final state, or with ``return_trajectory`` a
+    :class:`Trajectory` of all ``N + 1`` states and the NFE. No autograd bookkeeping
+    unless ``grad=True`` (see :func:`integrate`).
     """
     step = step_function(method)
-    levels = [float(s) for s in sigmas]
-    steps = len(levels) - 1
-    x = noise.to(torch.float32) * levels[0]
-    trajectory = [x] if return_trajectory else []
-    for index in range(steps):
-        low = None if precision is None else precision.low_precision(index, steps)
-        x = step(denoiser, x, levels[index], levels[index + 1], low_precision=low)
-        if return_trajectory:
-            trajectory.append(x)
-        if callback is not None:
-            callback(index, x)
-    return (x, trajectory) if return_trajectory else x
+    levels = noise_levels(sigmas)
+    network = NetworkCall(denoiser)
+    with torch.enable_grad() if grad else torch.no_grad():
+        x = _state(noise) * levels[0]
+        states = [x] if return_trajectory else None
+        indices = range(len(levels) - 1)
+        x = _run(step, network, x, levels, indices, precision, callback, states)
+    if states is None:
+        return x
+    return Trajectory(states, levels, network.calls)

@@ -35,7 +35,10 @@ def preview_samples(
     on the CPU: the snapped fields ``(B, C, H, W)`` and ``pde.residual`` of them."""
     with torch.no_grad():
         samples = sample(
-            denoiser, noise, karras_sigmas(steps), precision=Precision(bf16=True, fp32_steps=2)
+            denoiser,
+            noise,
+            karras_sigmas(steps),
+            precision=Precision(bf16=noise.device.type == "cuda", fp32_steps=2),
         )
         fields = pde.snap(normalisation.to_physical(samples.double().cpu()))
         residual = pde.residual(fields)
