@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from pirf.training import train
+from pirf.training.rundir import periodic_checkpoints
 from tests.training.conftest import WITH_DROPOUT, tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,8 +36,8 @@ loop.train(
 
 
 def first_checkpoint(out: Path) -> bool:
-    folder = out / "checkpoints"
-    return folder.is_dir() and any((p / "checkpoint.json").is_file() for p in folder.iterdir())
+    """A complete periodic checkpoint exists (not a hidden staging directory being written)."""
+    return bool(periodic_checkpoints(out))
 
 
 def test_killed_run_resumes_bitwise(poisson_file, tmp_path):
