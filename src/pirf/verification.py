@@ -17,7 +17,7 @@ import torch
 import pirf.data
 from pirf.errors import PirfError
 
-NOISE_LEVEL = 1e-3
+NOISE_LEVEL = 1e-2
 """Relative noise (times each channel's standard deviation) of the perturbed comparison."""
 
 
