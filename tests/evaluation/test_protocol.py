@@ -1,6 +1,7 @@
 """The protocol on files and checkpoints, through the API and the command line."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -51,8 +52,14 @@ def test_ground_truth_scores_at_its_floor_and_a_random_model_does_not(files):
 
 def test_checkpoint_rows_per_step_count(files):
     root, checkpoint = files
-    report = evaluate_checkpoint(checkpoint, root / "test.h5", steps=(2, 3), n=6)
+    report = evaluate_checkpoint(
+        checkpoint, root / "test.h5", steps=(2, 3), n=6, figures=root / "figures"
+    )
     assert [row["nfe"] for row in report["rows"]] == [3, 5]
+    # One grid per row plus the ground truth's, and the spectra; all real PNG files.
+    assert len(report["figures"]) == 4
+    for figure in report["figures"]:
+        assert Path(figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report["ground_truth"]["metrics"]["counts"]["reference"] == 48
 
 

@@ -41,6 +41,9 @@ def evaluate(
     no_consistency: Annotated[
         bool, typer.Option("--no-consistency", help="Skip the solver re-solve.")
     ] = False,
+    figures: Annotated[
+        Path | None, typer.Option("--figures", help="Write sample grids and spectra here.")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the report (JSON) here.")
     ] = None,
@@ -58,9 +61,12 @@ def evaluate(
             seed=seed,
             device=device,
             consistency=not no_consistency,
+            figures=figures,
         )
     else:
-        report = evaluate_files(samples, reference, consistency=not no_consistency, seed=seed)
+        report = evaluate_files(
+            samples, reference, consistency=not no_consistency, seed=seed, figures=figures
+        )
     report["markdown"] = markdown_table(report)
     if out is not None:
         with atomic_output(out, force=True) as temporary:
@@ -81,3 +87,5 @@ def evaluate(
         "distance relative to data.",
         style="dim",
     )
+    if report.get("figures"):
+        console.print(f"figures: {', '.join(report['figures'])}")

@@ -18,6 +18,7 @@ import torch
 import pirf
 import pirf.data
 from pirf.errors import PirfError
+from pirf.evaluation.figures import save_sample_grid, save_spectra
 from pirf.evaluation.metrics import evaluate_fields, ground_truth_floor, prepare_reference
 
 
@@ -49,6 +50,49 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+FIGURE_SAMPLES = 4
+"""Samples per grid figure."""
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in label).strip("-")
+
+
+def write_figures(
+    directory: Path,
+    pde: pirf.pdes.PDE,
+    reference_fields: torch.Tensor,
+    row_fields: list[torch.Tensor],
+    report: dict[str, Any],
+) -> list[str]:
+    """Sample grids with residual maps (ground truth and every row) and the mean spectra."""
+    directory = Path(directory)
+    written = []
+    labelled = [("ground truth", reference_fields)] + [
+        (row["label"], fields) for row, fields in zip(report["rows"], row_fields, strict=True)
+    ]
+    with torch.no_grad():
+        for label, fields in labelled:
+            shown = pde.snap(fields[:FIGURE_SAMPLES].to(torch.float64))
+            path = directory / f"{_slug(label)}-samples.png"
+            save_sample_grid(
+                path,
+                shown,
+                pde.residual(shown),
+                channels=tuple(pde.channels),
+                title=f"{pde.name}: {label}",
+            )
+            written.append(str(path))
+    spectrum = report["rows"][0]["metrics"]["fidelity"]["spectrum"]
+    curves = {"data": spectrum["mean_power"]["reference"]}
+    for row in report["rows"]:
+        curves[row["label"]] = row["metrics"]["fidelity"]["spectrum"]["mean_power"]["samples"]
+    path = directory / "spectra.png"
+    save_spectra(path, spectrum["wavenumbers"], curves, title=f"{pde.name}: mean power spectra")
+    written.append(str(path))
+    return written
+
+
 def _load_reference(reference: str | Path) -> tuple[pirf.data.PDEDataset, torch.Tensor]:
     data = pirf.data.load(reference)
     return data, data.fields().to(torch.float64)
@@ -74,8 +118,10 @@ def evaluate_files(
     *,
     consistency: bool = True,
     seed: int = 0,
+    figures: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate one or several samples files against the held-out ``reference`` file."""
+    """Evaluate one or several samples files against the held-out ``reference`` file;
+    with ``figures``, also draw sample grids and spectra into that directory."""
     paths = [samples] if isinstance(samples, (str, Path)) else list(samples)
     reference_data, reference_fields = _load_reference(reference)
     pde, normalisation = reference_data.pde, reference_data.normalisation
@@ -85,9 +131,10 @@ def evaluate_files(
         _check_same_problem(data, reference_data)
         loaded.append((path, data))
     prepared = prepare_reference(pde, reference_fields, normalisation)
-    rows = []
+    rows, row_fields = [], []
     for path, data in loaded:
         fields = data.fields().to(torch.float64)
+        row_fields.append(fields[:FIGURE_SAMPLES])
         metrics = evaluate_fields(
             pde, fields, prepared, normalisation, consistency=consistency, seed=seed
         )
@@ -112,7 +159,10 @@ def evaluate_files(
         consistency=consistency,
         seed=seed,
     )
-    return _report(pde.name, reference, len(reference_data), floor, rows)
+    report = _report(pde.name, reference, len(reference_data), floor, rows)
+    if figures is not None:
+        report["figures"] = write_figures(figures, pde, reference_fields, row_fields, report)
+    return report
 
 
 def evaluate_checkpoint(
@@ -126,8 +176,10 @@ def evaluate_checkpoint(
     device: torch.device | str = "cpu",
     consistency: bool = True,
     batch_size: int | None = None,
+    figures: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Sample ``n`` fields from ``checkpoint`` at each step count and evaluate them."""
+    """Sample ``n`` fields from ``checkpoint`` at each step count and evaluate them;
+    with ``figures``, also draw sample grids and spectra into that directory."""
     from pirf.sampling.from_checkpoint import load_model, to_physical
     from pirf.sampling.generate import generate
 
@@ -141,7 +193,7 @@ def evaluate_checkpoint(
         )
     pde, normalisation = reference_data.pde, reference_data.normalisation
     prepared = prepare_reference(pde, reference_fields, normalisation)
-    rows = []
+    rows, row_fields = [], []
     for count in steps:
         result = generate(
             model.denoiser,
@@ -154,6 +206,7 @@ def evaluate_checkpoint(
             batch_size=batch_size,
         )
         fields = to_physical(model, result.samples, snap=False)
+        row_fields.append(fields[:FIGURE_SAMPLES])
         metrics = evaluate_fields(
             pde, fields, prepared, normalisation, consistency=consistency, seed=seed
         )
@@ -172,7 +225,10 @@ def evaluate_checkpoint(
     floor = ground_truth_floor(
         pde, prepared, normalisation, n_samples=n, consistency=consistency, seed=seed
     )
-    return _report(pde.name, reference, len(reference_data), floor, rows)
+    report = _report(pde.name, reference, len(reference_data), floor, rows)
+    if figures is not None:
+        report["figures"] = write_figures(figures, pde, reference_fields, row_fields, report)
+    return report
 
 
 def _report(

@@ -1,0 +1,80 @@
+"""Figures of evaluation: samples beside their residual maps, mean power spectra.
+
+Drawn with matplotlib's Agg canvas (no display, no global pyplot state), so they work in
+scripts, tests and worker processes alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def save_sample_grid(
+    path: Path,
+    fields: torch.Tensor,
+    residual: torch.Tensor,
+    *,
+    channels: tuple[str, ...],
+    title: str,
+) -> Path:
+    """Draw samples ``fields (B, C, H, W)`` beside ``log10 |residual|`` maps, one row per sample,
+    to a PNG at ``path``."""
+    count, n_fields = fields.shape[0], fields.shape[1]
+    n_residual = residual.shape[1]
+    columns = n_fields + n_residual
+    figure = Figure(figsize=(2.2 * columns, 2.0 * count + 0.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(count, columns, squeeze=False)
+    mse = residual.flatten(1).square().mean(dim=1)
+    log_residual = residual.abs().clamp_min(1e-30).log10()
+    for row in range(count):
+        for column in range(columns):
+            axis = axes[row, column]
+            if column < n_fields:
+                image = axis.imshow(fields[row, column].numpy(), cmap="viridis")
+                label = channels[column] if column < len(channels) else f"channel {column}"
+            else:
+                index = column - n_fields
+                image = axis.imshow(log_residual[row, index].numpy(), cmap="magma")
+                label = f"log10|R{index if n_residual > 1 else ''}|  mse {mse[row]:.2e}"
+            if row == 0 or column >= n_fields:
+                axis.set_title(label, fontsize=8)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            figure.colorbar(image, ax=axis, shrink=0.8).ax.tick_params(labelsize=6)
+    figure.suptitle(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    return path
+
+
+def save_spectra(
+    path: Path,
+    wavenumbers: list[int],
+    curves: dict[str, dict[str, list[float]]],
+    *,
+    title: str,
+) -> Path:
+    """Mean radial power spectra per channel: ``curves[label][channel] -> power``."""
+    channels = sorted({c for per_label in curves.values() for c in per_label})
+    figure = Figure(figsize=(3.2 * len(channels), 2.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, len(channels), squeeze=False)[0]
+    for axis, channel in zip(axes, channels, strict=True):
+        for label, per_label in curves.items():
+            if channel in per_label:
+                k = wavenumbers[1 : len(per_label[channel])]
+                axis.loglog(k, per_label[channel][1:], label=label)
+        axis.set_title(channel, fontsize=9)
+        axis.set_xlabel("wavenumber", fontsize=8)
+        axis.tick_params(labelsize=7)
+    axes[0].set_ylabel("mean power", fontsize=8)
+    axes[0].legend(fontsize=7)
+    figure.suptitle(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    return path
