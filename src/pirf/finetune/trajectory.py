@@ -1,0 +1,165 @@
+"""Differentiable sampler trajectories for reward fine-tuning, truncated in steps.
+
+All modes run the deterministic EDM sampler (:mod:`pirf.sampling`) and return a final
+sample through which the reward's gradient reaches the trainable weights:
+
+* ``draft`` (DRaFT-K): steps ``0 .. N-K-1`` under ``torch.no_grad``, the last ``K`` with
+  autograd. The state entering the window is a plain tensor that does not require grad,
+  so when the lower layers are frozen the window's first network call records nothing
+  below the trainable blocks (nothing upstream needs a gradient there).
+* ``full``: gradient through all ``N`` steps, each step under
+  ``torch.utils.checkpoint``, so memory holds one state per step plus one step's
+  activations, not every step's activations.
+* ``refl`` (ReFL): sample without gradient to a random step ``t`` among the last ``K``,
+  then one differentiable denoiser call ``D(x_t, sigma_t)``: the predicted clean sample.
+* ``draft-lv`` (DRaFT-LV): sample ``x0`` without gradient, re-noise ``copies`` copies of
+  it to the level of the last step, ``x0 + sigma_{N-1} eps``, and run the last step on
+  each with autograd; the reward is averaged over copies (lower-variance gradient of the
+  last step).
+
+Precision follows :class:`pirf.sampling.Precision` with the step indices of the whole
+schedule (the last ``fp32_steps`` in float32). Under checkpointing every step gets its own
+:class:`~pirf.sampling.NetworkCall`, so the recomputation in the backward pass runs at the
+step's precision, not at whatever the last step set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils.checkpoint import checkpoint as checkpoint_call
+
+from pirf.errors import PirfError
+from pirf.sampling import FP32, Denoiser, NetworkCall, Precision, integrate, step_function
+from pirf.sampling.schedule import noise_levels
+
+MODES: tuple[str, ...] = ("draft", "full", "refl", "draft-lv")
+
+
+@dataclass(frozen=True)
+class GradientTrajectory:
+    """The differentiable end of a sampler run.
+
+    ``final`` is ``(B, C, H, W)``, or ``(copies * B, C, H, W)`` for ``draft-lv`` (copy
+    ``j`` of sample ``i`` at row ``j * B + i``). ``states`` and ``sigmas`` are the
+    (detached) inputs of the differentiable network calls' steps and their noise levels,
+    for distillation regularisation; ``steps`` are their schedule indices.
+    """
+
+    final: torch.Tensor
+    states: list[torch.Tensor]
+    sigmas: list[float]
+    steps: list[int]
+    copies: int = 1
+
+
+def _check_window(k: int, steps: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= steps:
+        raise PirfError(f"the gradient window K must be an integer in 1..{steps}, got {k!r}")
+
+
+def _differentiable_steps(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    levels: list[float],
+    indices: range,
+    *,
+    method: str,
+    precision: Precision,
+    checkpoint: bool,
+    states: list[torch.Tensor],
+) -> torch.Tensor:
+    """Steps ``indices`` with autograd, optionally one checkpoint per step."""
+    step = step_function(method)
+    total = len(levels) - 1
+    with torch.enable_grad():
+        for index in indices:
+            states.append(x.detach())
+            network = NetworkCall(denoiser, precision.low_precision(index, total))
+            sigma, sigma_next = levels[index], levels[index + 1]
+            if checkpoint:
+                x = checkpoint_call(step, network, x, sigma, sigma_next, use_reentrant=False)
+            else:
+                x = step(network, x, sigma, sigma_next)
+    return x
+
+
+def _random_step(low: int, high: int, generator: torch.Generator | None) -> int:
+    return int(torch.randint(low, high, (), generator=generator))
+
+
+def truncated_trajectory(
+    denoiser: Denoiser,
+    noise: torch.Tensor,
+    sigmas: torch.Tensor | Sequence[float],
+    k: int = 2,
+    *,
+    mode: str = "draft",
+    method: str = "heun",
+    precision: Precision = FP32,
+    checkpoint: bool | None = None,
+    generator: torch.Generator | None = None,
+    step: int | None = None,
+    copies: int = 2,
+) -> GradientTrajectory:
+    """Run the sampler from unit ``noise`` over ``sigmas`` with gradient where ``mode`` says.
+
+    ``k``: the number of differentiable steps (``draft``), or the range of the random step
+    (``refl``: ``t`` uniform in ``N-k .. N-1``, or ``step`` if given); ignored by ``full``
+    and ``draft-lv``. ``checkpoint``: one ``torch.utils.checkpoint`` per differentiable
+    step (default: on for ``full``, off otherwise). ``generator`` draws the ReFL step and
+    the DRaFT-LV noise (on ``noise``'s device). See the module docstring.
+    """
+    if mode not in MODES:
+        raise PirfError(f"unknown trajectory mode '{mode}'; use one of {', '.join(MODES)}")
+    levels = noise_levels(sigmas)
+    total = len(levels) - 1
+    x = noise.detach()
+    x = (x if x.dtype == torch.float64 else x.to(torch.float32)) * levels[0]
+    run = {"method": method, "precision": precision}
+    states: list[torch.Tensor] = []
+    if mode in ("draft", "full"):
+        window = total if mode == "full" else k
+        _check_window(window, total)
+        use_checkpoint = (mode == "full") if checkpoint is None else checkpoint
+        start = total - window
+        x = integrate(denoiser, x, levels, stop=start, **run)
+        indices = range(start, total)
+        x = _differentiable_steps(
+            denoiser, x, levels, indices, checkpoint=use_checkpoint, states=states, **run
+        )
+        return GradientTrajectory(x, states, levels[start:total], list(indices))
+    if mode == "refl":
+        _check_window(k, total)
+        t = _random_step(total - k, total, generator) if step is None else step
+        if not 0 <= t < total:
+            raise PirfError(f"the ReFL step must be in 0..{total - 1}, got {t}")
+        x = integrate(denoiser, x, levels, stop=t, **run)
+        network = NetworkCall(denoiser, precision.low_precision(t, total))
+        sigma = torch.full((x.shape[0],), levels[t], dtype=x.dtype, device=x.device)
+        with torch.enable_grad():
+            final = network(x, sigma)
+        return GradientTrajectory(final, [x], [levels[t]], [t])
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        raise PirfError(f"DRaFT-LV needs a positive number of copies, got {copies!r}")
+    clean = integrate(denoiser, x, levels, **run)
+    last = total - 1
+    eps = torch.randn(
+        (copies, *clean.shape), generator=generator, dtype=clean.dtype, device=clean.device
+    )
+    renoised = (clean.unsqueeze(0) + levels[last] * eps).flatten(0, 1)
+    final = _differentiable_steps(
+        denoiser,
+        renoised,
+        levels,
+        range(last, total),
+        checkpoint=bool(checkpoint),
+        states=states,
+        **run,
+    )
+    return GradientTrajectory(final, states, [levels[last]], [last], copies)
+
+
+__all__ = ["MODES", "GradientTrajectory", "truncated_trajectory"]
