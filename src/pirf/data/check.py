@@ -21,6 +21,7 @@ from pirf.data.writer import stats_by_channel
 from pirf.devices import resolve_device
 from pirf.errors import PirfError
 from pirf.evaluation.physics import residual_per_sample
+from pirf.evaluation.summary import summarise as summary_of
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import ChannelStats
 
@@ -38,14 +39,16 @@ def residual_errors(
 
 
 def summarise(mse: np.ndarray, mae: np.ndarray) -> dict[str, float]:
-    """Mean, median and 90th percentile (linear interpolation) of per-sample MSE and MAE."""
+    """Mean, median and 90th percentile of per-sample MSE and MAE, in the check's flat
+    layout (from :func:`pirf.evaluation.summary.summarise`)."""
+    by_norm = {"mse": summary_of(torch.as_tensor(mse)), "mae": summary_of(torch.as_tensor(mae))}
     return {
-        "mse": float(mse.mean()),
-        "mae": float(mae.mean()),
-        "mse_median": float(np.median(mse)),
-        "mse_p90": float(np.percentile(mse, 90)),
-        "mae_median": float(np.median(mae)),
-        "mae_p90": float(np.percentile(mae, 90)),
+        **{norm: by_norm[norm]["mean"] for norm in ("mse", "mae")},
+        **{
+            f"{norm}_{stat}": by_norm[norm][stat]
+            for norm in ("mse", "mae")
+            for stat in ("median", "p90")
+        },
     }
 
 
