@@ -14,6 +14,7 @@ from rich.markup import escape
 from pirf.cli import data as data_commands
 from pirf.cli import demo as demo_commands
 from pirf.cli import evaluate as evaluate_commands
+from pirf.cli import finetune as finetune_commands
 from pirf.cli import pdes as pdes_commands
 from pirf.cli import sample as sample_commands
 from pirf.cli import train as train_commands
@@ -32,6 +33,7 @@ app.add_typer(data_commands.app, name="data")
 app.command("pdes")(pdes_commands.list_pdes)
 app.command("demo")(demo_commands.demo)
 app.command("train")(train_commands.train)
+app.command("finetune")(finetune_commands.finetune)
 app.command("sample")(sample_commands.sample)
 app.command("evaluate")(evaluate_commands.evaluate)
 

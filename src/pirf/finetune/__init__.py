@@ -14,6 +14,16 @@ A fine-tuning iteration, in outline::
     loss.backward(); sanitise_gradients(params); optimizer.step()
 """
 
+from pirf.finetune.config import TRAINABLE_SETS, FinetuneConfig
+from pirf.finetune.lora import (
+    attach_lora,
+    has_lora,
+    load_lora_factors,
+    lora_factors,
+    lora_parameter_count,
+    merged_state,
+)
+from pirf.finetune.monitor import DriftGuard, Evaluation, FidelityGuard, evaluate_model
 from pirf.finetune.regularisers import (
     distillation_regulariser,
     pretrained_snapshot,
@@ -27,18 +37,37 @@ from pirf.finetune.reward import (
     residual_reward,
     residual_scale,
 )
+from pirf.finetune.run import BEST, finetune
 from pirf.finetune.safety import sanitise_gradients
 from pirf.finetune.trainable import TRAINABLE, select_trainable, top_names, trainable_parameters
+from pirf.finetune.trainer import LossFn, PIRFTrainer, StepStats
 from pirf.finetune.trajectory import MODES, GradientTrajectory, truncated_trajectory
 
 __all__ = [
+    "BEST",
     "COEFFICIENT_FLOOR",
     "MODES",
     "NORMS",
     "TRAINABLE",
+    "TRAINABLE_SETS",
+    "DriftGuard",
+    "Evaluation",
+    "FidelityGuard",
+    "FinetuneConfig",
     "GradientTrajectory",
+    "LossFn",
+    "PIRFTrainer",
+    "StepStats",
     "admissible_fields",
+    "attach_lora",
     "distillation_regulariser",
+    "evaluate_model",
+    "finetune",
+    "has_lora",
+    "load_lora_factors",
+    "lora_factors",
+    "lora_parameter_count",
+    "merged_state",
     "pretrained_snapshot",
     "residual_loss",
     "residual_reward",

@@ -1,0 +1,261 @@
+"""What a PIRF fine-tuning run is: :class:`FinetuneConfig`, its defaults and its checks.
+
+The *trajectory* fields (everything that changes which numbers the run computes) are
+stored in every checkpoint of the run; ``--resume`` takes them from there and refuses a
+conflicting value, so resuming can never silently become a different run. Only the length
+of the run and the bookkeeping fields (device, frequencies, guards) may change.
+
+Defaults are the recipe that worked on the tiny preset (docs/finetune.md): layer-wise
+truncation (the finest decoder blocks and the output layers train), K = 2 differentiable
+Heun steps of N = 20, the reward normalised by the base model's residual, a small pull
+toward the pretrained weights, the last two sampler steps and the reward in float32.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from pirf.errors import PirfError
+from pirf.finetune.reward import NORMS
+from pirf.finetune.trajectory import MODES
+
+TRAINABLE_SETS: tuple[str, ...] = ("all", "top", "lora")
+
+TRAJECTORY_FIELDS = (
+    "sampler_steps",
+    "truncation",
+    "mode",
+    "copies",
+    "trainable",
+    "top_blocks",
+    "lora_rank",
+    "weight_reg",
+    "distill_reg",
+    "norm",
+    "normalise_reward",
+    "lr",
+    "warmup",
+    "lr_final_ratio",
+    "batch",
+    "ema_halflife",
+    "grad_clip",
+    "random_steps",
+    "fp32_steps",
+    "bf16",
+    "seed",
+    "reference",
+    "eval_n",
+    "eval_steps",
+    "eval_seed",
+)
+"""Fields that define the numbers a run computes and how it is judged (the evaluation
+seeds and budgets that pick the best checkpoint); fixed for the lifetime of a run."""
+
+
+@dataclass
+class FinetuneConfig:
+    """Arguments of :func:`pirf.finetune.finetune`. See docs/finetune.md for the recipe."""
+
+    ckpt: Path | str
+    """The pretrained (base) checkpoint directory; its EMA weights are the starting point."""
+    out: Path | str
+    """Run directory: checkpoints (last, best, periodic), metrics, figures, summary."""
+    sampler_steps: int = 20
+    """Heun steps N of the training trajectories (unless ``random_steps`` draws them)."""
+    truncation: int = 2
+    """K: differentiable sampler steps at the end of the trajectory (``draft``), or the
+    window of the random step (``refl``). K >= 2: with K = 1 the gradient reaches the
+    network only through ``c_out ~ sigma_min`` and training is unstable."""
+    mode: str = "draft"
+    """``draft`` (DRaFT-K), ``full`` (all steps, checkpointed), ``refl``, ``draft-lv``."""
+    copies: int = 2
+    """Re-noised copies of the last step (``draft-lv``)."""
+    trainable: str = "top"
+    """``top`` (layer-wise truncation), ``all``, or ``lora``."""
+    top_blocks: int | None = None
+    """Full-resolution decoder blocks that ``top`` trains (None: all of them) besides the
+    output layers."""
+    lora_rank: int = 4
+    """Rank of the LoRA factors (``trainable='lora'``)."""
+    weight_reg: float = 1e-3
+    """lambda of ``lambda * ||theta - theta_pretrained||^2`` (0 disables)."""
+    distill_reg: float = 0.0
+    """mu of the distillation penalty on trajectory states (0 disables; costs forward
+    passes of the frozen pretrained network)."""
+    norm: str = "mse"
+    """Residual norm of the reward: ``mse`` or ``mae``."""
+    normalise_reward: bool = True
+    """Divide the loss by the base model's mean residual loss (measured at the start)."""
+    lr: float = 1e-4
+    """Peak learning rate of Adam."""
+    warmup: int | None = None
+    """Linear warm-up in iterations; default 5% of ``iters``."""
+    lr_final_ratio: float = 0.1
+    """Learning rate at the last iteration as a fraction of ``lr`` (cosine decay)."""
+    iters: int = 200
+    """Optimizer steps of the run (a resumed run may extend it)."""
+    batch: int = 16
+    """Trajectories per optimizer step (global; split across processes)."""
+    ema_halflife: float = 0.0
+    """EMA half-life in trajectories (0: the EMA is the current weights)."""
+    grad_clip: float = 1.0
+    """Clip the gradient norm of the trainable weights (0 disables)."""
+    random_steps: tuple[int, ...] | None = None
+    """Draw N per iteration from these (e.g. 20, 40, 80) so one model serves all budgets."""
+    fp32_steps: int = 2
+    """Last sampler steps that run the network in float32 when ``bf16`` is on (CUDA)."""
+    bf16: bool = True
+    """bf16 autocast of the network in the earlier sampler steps on CUDA (ignored on CPU)."""
+    seed: int = 0
+    """Seed of the training noise (and of ReFL / DRaFT-LV draws)."""
+    reference: Path | str | None = None
+    """Held-out data for the fidelity metrics; default: the base model's training set."""
+    eval_every: int = 25
+    """Iterations between evaluations (fixed seeds; 0: only at the start and the end)."""
+    eval_n: int = 64
+    """Samples per evaluation."""
+    eval_steps: tuple[int, ...] = (20, 40, 80)
+    """Sampler steps at which evaluations measure the residual (fidelity at the first)."""
+    eval_seed: int = 1
+    """Seed of the evaluation noise (never the training seed)."""
+    fidelity_band: float | None = 1.5
+    """Stop when the fidelity distance exceeds this many times the base model's (None: no
+    guard). The best checkpoint is always chosen inside the band."""
+    drift_guard: float | None = 3.0
+    """Stop when the smoothed training loss exceeds this many times its minimum so far
+    (the slow upward drift of a failing run; None: no guard)."""
+    checkpoint_every: int = 50
+    """Iterations between periodic checkpoints (for ``--resume``)."""
+    keep_checkpoints: int = 1
+    log_every: int = 5
+    device: str = "auto"
+    stop_at: int | None = None
+    """End this invocation after this iteration (with a checkpoint); ``resume`` continues."""
+    resume: bool = False
+    progress: bool = True
+    figures: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+    given: tuple[str, ...] | None = None
+    """Names of the fields the user set (the CLI fills it in); on ``resume`` the others
+    take the stored values. None: every field counts as given."""
+
+    def __post_init__(self) -> None:
+        self.ckpt = Path(self.ckpt)
+        self.out = Path(self.out)
+        if self.reference is not None:
+            self.reference = Path(self.reference)
+        if self.random_steps is not None:
+            self.random_steps = tuple(int(n) for n in self.random_steps)
+        self.eval_steps = tuple(int(n) for n in self.eval_steps)
+
+    @property
+    def resolved_warmup(self) -> int:
+        return self.warmup if self.warmup is not None else max(1, round(0.05 * self.iters))
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("given")
+        for key in ("ckpt", "out", "reference"):
+            data[key] = None if data[key] is None else str(data[key])
+        return json.loads(json.dumps(data))
+
+    def trajectory(self) -> dict[str, Any]:
+        """The trajectory fields as JSON values (stored in checkpoints)."""
+        data = self.to_json()
+        record = {name: data[name] for name in TRAJECTORY_FIELDS}
+        record["warmup"] = self.resolved_warmup
+        return record
+
+
+def _positive(name: str, value: float | None, *, zero: bool = False) -> None:
+    if value is None or (zero and value == 0):
+        return
+    if isinstance(value, bool) or not value > 0:
+        raise PirfError(f"--{name.replace('_', '-')} must be {'>= 0' if zero else 'positive'}")
+
+
+def validate(config: FinetuneConfig) -> None:
+    """One-line errors for arguments that cannot work, before anything is read or written."""
+    if config.mode not in MODES:
+        raise PirfError(f"unknown --mode '{config.mode}'; use one of {', '.join(MODES)}")
+    if config.trainable not in TRAINABLE_SETS:
+        raise PirfError(
+            f"unknown --trainable '{config.trainable}'; use one of {', '.join(TRAINABLE_SETS)}"
+        )
+    if config.norm not in NORMS:
+        raise PirfError(f"unknown --norm '{config.norm}'; use one of {', '.join(NORMS)}")
+    for name in ("sampler_steps", "truncation", "copies", "lora_rank", "lr", "iters", "batch"):
+        _positive(name, getattr(config, name))
+    for name in ("checkpoint_every", "log_every", "eval_n"):
+        _positive(name, getattr(config, name))
+    for name in ("weight_reg", "distill_reg", "ema_halflife", "grad_clip", "eval_every"):
+        _positive(name, getattr(config, name), zero=True)
+    if config.warmup is not None and config.warmup < 0:
+        raise PirfError("--warmup must be >= 0")
+    if not 0 <= config.lr_final_ratio <= 1:
+        raise PirfError("--lr-final-ratio must lie in [0, 1]")
+    if config.fp32_steps < 0 or config.seed < 0 or config.eval_seed < 0:
+        raise PirfError("--fp32-steps and the seeds must be non-negative")
+    budgets = config.random_steps or (config.sampler_steps,)
+    for n in (*budgets, *config.eval_steps):
+        if n < 1:
+            raise PirfError(f"sampler step counts must be positive, got {n}")
+    if config.mode in ("draft", "refl") and config.truncation > min(budgets):
+        raise PirfError(
+            f"--truncation {config.truncation} exceeds the {min(budgets)} sampler steps"
+        )
+    if not config.eval_steps:
+        raise PirfError("--eval-steps needs at least one step count")
+    if config.eval_n < 4:
+        raise PirfError("--eval-n must be at least 4 (fidelity compares two halves)")
+    if config.fidelity_band is not None and not config.fidelity_band > 1:
+        raise PirfError("--fidelity-band must be above 1 (a factor of the base model's value)")
+    if config.drift_guard is not None and not config.drift_guard > 1:
+        raise PirfError("--drift-guard must be above 1 (a factor of the lowest loss)")
+    if config.stop_at is not None and config.stop_at <= 0:
+        raise PirfError("--stop-at must be positive")
+    if config.out.exists() and not config.out.is_dir():
+        raise PirfError(f"--out {config.out} is a file; give a directory for the run")
+    if not config.ckpt.is_dir():
+        raise PirfError(f"no such checkpoint directory: {config.ckpt}")
+    if config.reference is not None and not Path(config.reference).is_file():
+        raise PirfError(f"no such reference data file: {config.reference}")
+
+
+def check_resume(config: FinetuneConfig, stored: dict[str, Any]) -> None:
+    """Refuse a resumed run whose (given) trajectory fields differ from the stored ones."""
+    given = config.trajectory()
+    for name in TRAJECTORY_FIELDS:
+        if config.given is not None and name not in config.given:
+            continue
+        if name in stored and given[name] != stored[name]:
+            raise PirfError(
+                f"--resume: {name} is {given[name]!r} but the run in {config.out} was made "
+                f"with {stored[name]!r}; drop the option or start a new run in another --out"
+            )
+
+
+def from_stored(config: FinetuneConfig, stored: dict[str, Any]) -> FinetuneConfig:
+    """``config`` with the trajectory fields of a stored run (for ``--resume`` without
+    repeating every option); fields the user changed are refused by :func:`check_resume`."""
+    values = {
+        name: (tuple(value) if isinstance(value, list) else value)
+        for name, value in stored.items()
+        if name in {f.name for f in fields(FinetuneConfig)} and name in TRAJECTORY_FIELDS
+    }
+    if "iters" in stored and (config.given is not None and "iters" not in config.given):
+        values["iters"] = int(stored["iters"])
+    return replace(config, **values)
+
+
+__all__ = [
+    "TRAINABLE_SETS",
+    "TRAJECTORY_FIELDS",
+    "FinetuneConfig",
+    "check_resume",
+    "from_stored",
+    "validate",
+]

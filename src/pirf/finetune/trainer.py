@@ -1,0 +1,356 @@
+"""One PIRF optimisation on an in-memory denoiser: :class:`PIRFTrainer`.
+
+This is the method without files: any denoiser ``D(x, sigma)`` (an
+:class:`~pirf.models.EDMDenoiser` or a user's own module), any PDE (its residual is the
+reward) or any per-sample loss function. :func:`pirf.finetune.finetune` wraps it with
+checkpoints, evaluation, guards, logs and figures.
+
+One :meth:`PIRFTrainer.step`:
+
+1. draw the iteration's sampler budget ``N`` (fixed, or from ``random_steps``) and its
+   unit noise, both keyed by ``(seed, iteration)``, so a resumed run draws the same;
+2. run the truncated trajectory (:func:`truncated_trajectory`): the first steps without
+   gradient (bf16 on CUDA), the last ``K`` with it, the last ``fp32_steps`` in float32;
+3. the loss: the residual loss of the final samples in float32 (divided by the base
+   model's, so that it starts near one), samples whose loss is not finite left out and
+   counted, plus the weight regulariser toward the *pretrained* weights and the optional
+   distillation penalty;
+4. back-propagate, average gradients over processes, zero non-finite gradient entries
+   (counted), clip, Adam step at the iteration's learning rate, EMA update.
+
+Nothing else draws random numbers, so on the CPU a resumed run computes bitwise the same
+weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.utils import parametrize
+
+from pirf.errors import PirfError
+from pirf.finetune.config import FinetuneConfig
+from pirf.finetune.lora import attach_lora, load_lora_factors, lora_factors, merged_state
+from pirf.finetune.regularisers import distillation_regulariser
+from pirf.finetune.reward import residual_loss
+from pirf.finetune.safety import sanitise_gradients
+from pirf.finetune.trainable import select_trainable
+from pirf.finetune.trajectory import truncated_trajectory
+from pirf.pdes.base import PDE
+from pirf.pdes.normalisation import Normalisation
+from pirf.sampling import Precision, karras_sigmas
+from pirf.seeding import unit_seed
+from pirf.training.ema import ema_beta
+from pirf.training.schedule import learning_rate
+
+LossFn = Callable[[torch.Tensor], torch.Tensor]
+"""Per-sample loss ``(B,)`` of model-space samples ``(B, C, H, W)``; differentiable."""
+
+NOISE_STREAM = 32
+"""Seed stream of fine-tuning noise (disjoint from data and evaluation streams)."""
+ADAM_BETAS = (0.9, 0.999)
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """What one optimizer step measured (averaged over processes where it matters)."""
+
+    iteration: int
+    steps: int
+    """Sampler steps ``N`` of this iteration's trajectories."""
+    loss: float
+    """Total loss (reward loss + regularisers)."""
+    reward_loss: float
+    """Residual loss of the final samples divided by the scale (1 = the base model)."""
+    regulariser: float
+    grad_norm: float
+    lr: float
+    nonfinite_samples: int
+    nonfinite_gradients: int
+    skipped: bool
+    """No finite sample in the batch: no optimizer step was taken."""
+    seconds: float
+
+
+def _residual_loss_fn(
+    pde: PDE, normalisation: Normalisation, norm: str
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    def loss(samples: torch.Tensor) -> torch.Tensor:
+        return residual_loss(pde, normalisation, samples, norm=norm, dtype=torch.float32)
+
+    return loss
+
+
+class PIRFTrainer:
+    """PIRF fine-tuning of ``denoiser`` (modified in place; see the module docstring).
+
+    ``denoiser`` should hold the pretrained weights (for a pirf checkpoint: its EMA
+    weights). The reward is ``pde``'s residual of the samples mapped to physical units by
+    ``normalisation``, or ``loss_fn`` when given. ``shape`` is ``(C, H, W)``. Of ``config``
+    the trajectory fields are used (``sampler_steps``, ``truncation``, ``mode``,
+    ``trainable``, ``weight_reg``, ``lr``, ...). ``scale`` divides the loss (the base
+    model's residual loss; :meth:`set_scale`). ``top_prefixes`` names the modules that
+    ``trainable='top'`` (or ``'lora'``) trains for a backbone that does not name its top
+    layers itself.
+    """
+
+    def __init__(
+        self,
+        denoiser: nn.Module,
+        config: FinetuneConfig,
+        *,
+        shape: tuple[int, int, int],
+        pde: PDE | None = None,
+        normalisation: Normalisation | None = None,
+        loss_fn: LossFn | None = None,
+        scale: float = 1.0,
+        device: torch.device | str = "cpu",
+        rank: int = 0,
+        world: int = 1,
+        top_prefixes: list[str] | None = None,
+    ) -> None:
+        if loss_fn is None:
+            if pde is None or normalisation is None:
+                raise PirfError("give a PDE and its normalisation, or a loss function")
+            loss_fn = _residual_loss_fn(pde, normalisation, config.norm)
+        if config.batch % world:
+            raise PirfError(f"--batch {config.batch} is not divisible by {world} processes")
+        self.config = config
+        self.shape = tuple(int(s) for s in shape)
+        self.loss_fn = loss_fn
+        self.device = torch.device(device)
+        self.rank, self.world = rank, world
+        self.model = denoiser.to(self.device).eval()
+        self.scale = float(scale)
+        self.pretrained = {k: v.clone() for k, v in merged_state(self.model).items()}
+        self.frozen = None
+        if config.distill_reg > 0:
+            self.frozen = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.named_trainable = self._select(top_prefixes)
+        self.trainable = [p for _, p in self.named_trainable]
+        self.optimizer = torch.optim.Adam(self.trainable, lr=config.lr, betas=ADAM_BETAS)
+        self.precision = Precision(
+            bf16=config.bf16 and self.device.type == "cuda", fp32_steps=config.fp32_steps
+        )
+
+    # ------------------------------------------------------------------------- set-up
+    def _select(self, prefixes: list[str] | None) -> list[tuple[str, nn.Parameter]]:
+        cfg = self.config
+        if cfg.trainable == "lora":
+            for parameter in self.model.parameters():
+                parameter.requires_grad_(False)
+            return attach_lora(self.model, rank=cfg.lora_rank, prefixes=prefixes)
+        if cfg.trainable == "top":
+            if prefixes is None and hasattr(self.model, "top_module_names"):
+                return select_trainable(self.model, "top", blocks=cfg.top_blocks)
+            if prefixes is None:
+                raise PirfError(
+                    f"{type(self.model).__name__} does not name its top layers; pass "
+                    "top_prefixes (the module names to train)"
+                )
+            return select_trainable(self.model, "top", prefixes=prefixes)
+        return select_trainable(self.model, "all")
+
+    def set_scale(self, scale: float) -> None:
+        """Divide the reward loss by ``scale`` from now on (the base model's residual)."""
+        if not (scale > 0 and math.isfinite(scale)):
+            raise PirfError(f"the reward scale must be positive and finite, got {scale}")
+        self.scale = float(scale)
+
+    @property
+    def parameter_count(self) -> int:
+        """Trainable parameters."""
+        return sum(p.numel() for p in self.trainable)
+
+    # ------------------------------------------------------------------------- draws
+    def _generator(self, iteration: int) -> torch.Generator:
+        return torch.Generator().manual_seed(unit_seed(self.config.seed, NOISE_STREAM, iteration))
+
+    def draws(self, iteration: int) -> tuple[int, torch.Tensor, torch.Generator]:
+        """The iteration's step count, this process's unit noise and a generator for the
+        trajectory's own draws (ReFL step, DRaFT-LV noise), all keyed by the iteration."""
+        cfg = self.config
+        generator = self._generator(iteration)
+        if cfg.random_steps:
+            pick = int(torch.randint(len(cfg.random_steps), (), generator=generator))
+            steps = cfg.random_steps[pick]
+        else:
+            steps = cfg.sampler_steps
+        noise = torch.randn((cfg.batch, *self.shape), generator=generator)
+        share = cfg.batch // self.world
+        noise = noise[self.rank * share : (self.rank + 1) * share]
+        trajectory = torch.Generator(device=self.device)
+        trajectory.manual_seed(unit_seed(cfg.seed, NOISE_STREAM + 1, iteration * self.world))
+        return steps, noise.to(self.device), trajectory
+
+    # ------------------------------------------------------------------------- losses
+    def weight_penalty(self) -> torch.Tensor:
+        """``lambda * ||theta - theta_pretrained||^2`` over the weights that can move.
+
+        For LoRA the moving weights are the merged ones, ``W0 + B A``, so the penalty is
+        the squared norm of the low-rank updates.
+        """
+        terms = []
+        if self.config.trainable == "lora":
+            for module in self.model.modules():
+                if parametrize.is_parametrized(module, "weight"):
+                    original = module.parametrizations.weight.original
+                    terms.append((module.weight - original).square().sum())
+        else:
+            for name, parameter in self.named_trainable:
+                reference = self.pretrained[name].to(parameter.device, parameter.dtype)
+                terms.append((parameter - reference).square().sum())
+        return self.config.weight_reg * torch.stack(terms).sum()
+
+    def _loss(
+        self, steps: int, noise: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        cfg = self.config
+        run = truncated_trajectory(
+            self.model,
+            noise,
+            karras_sigmas(steps),
+            k=min(cfg.truncation, steps),
+            mode=cfg.mode,
+            precision=self.precision,
+            generator=generator,
+            copies=cfg.copies,
+        )
+        per_sample = self.loss_fn(run.final.float()) / self.scale
+        finite = torch.isfinite(per_sample)
+        bad = int((~finite).sum())
+        reward = per_sample[finite].mean() if bad < per_sample.numel() else None
+        regulariser = torch.zeros((), device=self.device)
+        if cfg.weight_reg > 0:
+            regulariser = regulariser + self.weight_penalty()
+        if cfg.distill_reg > 0 and self.frozen is not None:
+            regulariser = regulariser + distillation_regulariser(
+                self.model, self.frozen, run.states, run.sigmas, cfg.distill_reg
+            )
+        if reward is None:
+            reward = torch.full((), math.nan, device=self.device)
+            total = regulariser
+        else:
+            total = reward + regulariser
+        return total, reward.detach(), regulariser.detach(), bad
+
+    # ------------------------------------------------------------------------- one step
+    def _average_gradients(self) -> None:
+        if self.world == 1:
+            return
+        for parameter in self.trainable:
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+            dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
+            parameter.grad /= self.world
+
+    def _mean(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return float(tensor) / self.world
+
+    def lr_at(self, iteration: int) -> float:
+        cfg = self.config
+        return learning_rate(
+            iteration,
+            base=cfg.lr,
+            warmup=cfg.resolved_warmup,
+            total=cfg.iters,
+            final_ratio=cfg.lr_final_ratio,
+        )
+
+    def step(self, iteration: int) -> StepStats:
+        """One optimizer step of iteration ``iteration`` (0-based)."""
+        began = time.perf_counter()
+        cfg = self.config
+        lr = self.lr_at(iteration)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        steps, noise, generator = self.draws(iteration)
+        total, reward, regulariser, bad = self._loss(steps, noise, generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        skipped = bad * self.world >= cfg.batch * (cfg.copies if cfg.mode == "draft-lv" else 1)
+        if total.requires_grad:
+            total.backward()
+        self._average_gradients()
+        nonfinite = sanitise_gradients(self.trainable)
+        limit = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.trainable, limit))
+        skipped = bool(self._mean(float(skipped)) > 0.5)
+        if not skipped:
+            self.optimizer.step()
+            self._update_ema(iteration)
+        return StepStats(
+            iteration=iteration + 1,
+            steps=steps,
+            loss=self._mean(float(total.detach())),
+            reward_loss=self._mean(float(reward)),
+            regulariser=float(regulariser),
+            grad_norm=grad_norm,
+            lr=lr,
+            nonfinite_samples=bad,
+            nonfinite_gradients=nonfinite,
+            skipped=skipped,
+            seconds=time.perf_counter() - began,
+        )
+
+    @torch.no_grad()
+    def _update_ema(self, iteration: int) -> None:
+        cfg = self.config
+        seen = (iteration + 1) * cfg.batch
+        beta = ema_beta(seen, cfg.batch, halflife=cfg.ema_halflife, rampup=0.05)
+        averages = dict(self.ema.named_parameters())
+        if self.config.trainable == "lora":
+            current = merged_state(self.model)
+        else:
+            current = {name: p.detach() for name, p in self.named_trainable}
+        for name, value in current.items():
+            if name in averages:
+                averages[name].lerp_(value.to(averages[name].dtype), 1.0 - beta)
+
+    # ------------------------------------------------------------------------- state
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The fine-tuned weights under their plain names (LoRA merged)."""
+        return merged_state(self.model)
+
+    def extra_state(self) -> dict[str, Any]:
+        """What :meth:`load_extra_state` needs besides the weights to resume exactly."""
+        state: dict[str, Any] = {"adam": self.optimizer.state_dict(), "scale": self.scale}
+        if self.config.trainable == "lora":
+            state["lora"] = lora_factors(self.model)
+        return state
+
+    def load_state(
+        self,
+        weights: dict[str, torch.Tensor] | None,
+        ema: dict[str, torch.Tensor],
+        extra: dict[str, Any],
+    ) -> None:
+        """Restore a run: the model's weights (not for LoRA: its factors are in ``extra``),
+        the EMA weights, Adam's state and the reward scale."""
+        with torch.no_grad():
+            if self.config.trainable == "lora":
+                load_lora_factors(self.model, extra["lora"])
+            elif weights is not None:
+                own = dict(self.model.named_parameters())
+                for name, value in weights.items():
+                    if name in own:
+                        own[name].copy_(value)
+            for name, average in self.ema.named_parameters():
+                average.copy_(ema[name])
+        self.optimizer.load_state_dict(extra["adam"])
+        self.scale = float(extra["scale"])
+
+
+__all__ = ["NOISE_STREAM", "LossFn", "PIRFTrainer", "StepStats"]
