@@ -17,10 +17,12 @@ from rich.table import Table
 
 import pirf.data
 from pirf.cli._common import ProgressReporter, console, emit_json
+from pirf.cli.verify import verify as verify_command
 from pirf.data.generate import DEFAULT_BATCH_SIZE, GenerationSummary
 from pirf.errors import PirfError
 
 app = typer.Typer(help="Generate and check PDE datasets (HDF5).", no_args_is_help=True)
+app.command("verify")(verify_command)
 
 
 class Split(str, Enum):

@@ -52,6 +52,45 @@ def save_sample_grid(
     return path
 
 
+def save_comparison(
+    path: Path,
+    rows: list[tuple[str, torch.Tensor, torch.Tensor]],
+    *,
+    channels: tuple[str, ...],
+    title: str,
+) -> Path:
+    """One sample per row ``(label, fields (1, C, H, W), residual (1, R, H, W))``: its
+    channels, then ``log10 |R|`` on a colour scale shared by all rows, so that a lower
+    residual reads as a darker map."""
+    n_fields, n_residual = rows[0][1].shape[1], rows[0][2].shape[1]
+    columns = n_fields + n_residual
+    figure = Figure(figsize=(2.4 * columns, 2.1 * len(rows) + 0.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(rows), columns, squeeze=False)
+    logs = [r.abs().clamp_min(1e-30).log10() for _, _, r in rows]
+    top = max(float(v.max()) for v in logs)
+    low = top - 8.0
+    for row, ((label, fields, residual), log_r) in enumerate(zip(rows, logs, strict=True)):
+        mse = float(residual.square().mean())
+        for column in range(columns):
+            axis = axes[row, column]
+            if column < n_fields:
+                image = axis.imshow(fields[0, column].numpy(), cmap="viridis")
+                name = channels[column] if column < len(channels) else f"channel {column}"
+                axis.set_title(f"{label}: {name}", fontsize=8)
+            else:
+                index = column - n_fields
+                image = axis.imshow(log_r[0, index].numpy(), cmap="magma", vmin=low, vmax=top)
+                axis.set_title(f"{label}: log10|R|, mse {mse:.2e}", fontsize=8)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            figure.colorbar(image, ax=axis, shrink=0.8).ax.tick_params(labelsize=6)
+    figure.suptitle(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    return path
+
+
 def save_spectra(
     path: Path,
     wavenumbers: list[int],

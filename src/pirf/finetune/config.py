@@ -59,9 +59,10 @@ seeds and budgets that pick the best checkpoint); fixed for the lifetime of a ru
 class FinetuneConfig:
     """Arguments of :func:`pirf.finetune.finetune`. See docs/finetune.md for the recipe."""
 
-    ckpt: Path | str
-    """The pretrained (base) checkpoint directory; its EMA weights are the starting point."""
-    out: Path | str
+    ckpt: Path | str | None = None
+    """The pretrained (base) checkpoint directory; its EMA weights are the starting point.
+    (Only :func:`~pirf.finetune.finetune` reads files; :class:`PIRFTrainer` needs none.)"""
+    out: Path | str | None = None
     """Run directory: checkpoints (last, best, periodic), metrics, figures, summary."""
     sampler_steps: int = 20
     """Heun steps N of the training trajectories (unless ``random_steps`` draws them)."""
@@ -143,8 +144,8 @@ class FinetuneConfig:
     take the stored values. None: every field counts as given."""
 
     def __post_init__(self) -> None:
-        self.ckpt = Path(self.ckpt)
-        self.out = Path(self.out)
+        self.ckpt = None if self.ckpt is None else Path(self.ckpt)
+        self.out = None if self.out is None else Path(self.out)
         if self.reference is not None:
             self.reference = Path(self.reference)
         if self.random_steps is not None:
@@ -217,6 +218,8 @@ def validate(config: FinetuneConfig) -> None:
         raise PirfError("--drift-guard must be above 1 (a factor of the lowest loss)")
     if config.stop_at is not None and config.stop_at <= 0:
         raise PirfError("--stop-at must be positive")
+    if config.ckpt is None or config.out is None:
+        raise PirfError("a fine-tuning run needs --ckpt (the base checkpoint) and --out")
     if config.out.exists() and not config.out.is_dir():
         raise PirfError(f"--out {config.out} is a file; give a directory for the run")
     if not config.ckpt.is_dir():

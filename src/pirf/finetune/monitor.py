@@ -4,7 +4,8 @@ An evaluation samples ``n`` fields from the same seeds every time, at each sampl
 of ``steps`` (20, 40, 80 by default), and measures the residual MSE exactly as
 ``pirf evaluate`` does (physical units, Darcy snapped). At the first budget it also
 measures data fidelity against held-out data (field MMD with its floor, spectrum error,
-diversity), so that a residual bought by leaving the data distribution is visible beside
+diversity; in the reference data's normalisation, as ``pirf evaluate`` measures it), so
+that a residual bought by leaving the data distribution is visible beside
 the residual itself (reward hacking).
 
 Two guards stop a run early (the best checkpoint stays):
@@ -85,7 +86,9 @@ def evaluate_model(
         if index == 0:
             first = result.samples
         if index == 0 and reference is not None:
-            metrics = evaluate_fields(pde, physical, reference, normalisation, consistency=False)
+            metrics = evaluate_fields(
+                pde, physical, reference, reference.normalisation, consistency=False
+            )
             row = headline(metrics)
             residual[budget] = row["residual_mse"]
             median[budget] = row["residual_mse_median"]

@@ -260,13 +260,14 @@ class _Run:
                 "residual_mse": value,
                 FIDELITY_METRIC: fidelity,
             }
-            self._save(self.out / BEST, periodic=False)
+            if self.context.is_main:
+                self._save(self.out / BEST, periodic=False)
         ratio = base["residual_mse"][budget] / value if value > 0 else math.inf
         message = f"eval @ {iteration}: residual {value:.4g} ({ratio:.1f}x below base)"
         if fidelity is not None:
             message += f", {FIDELITY_METRIC} {fidelity:.4g} (base {guard.base:.4g})"
         progress.message(message + (", best" if improved else ""))
-        if cfg.figures:
+        if cfg.figures and self.context.is_main:
             fields = self.normalisation.to_physical(evaluation.samples[:FIGURE_SAMPLES].double())
             fields = self.pde.snap(fields)
             save_preview(
@@ -308,8 +309,10 @@ class _Run:
         start = int(self.counters["iteration"])
         end = min(cfg.iters, cfg.stop_at) if cfg.stop_at is not None else cfg.iters
         end = max(end, start)
-        metrics = MetricsLog(self.out / rundir.METRICS, resume_from=start if cfg.resume else None)
-        metrics = metrics if main else None
+        metrics = None
+        if main:
+            resume_from = start if cfg.resume else None
+            metrics = MetricsLog(self.out / rundir.METRICS, resume_from=resume_from)
         began = time.perf_counter()
         seconds_before = float(self.counters.get("seconds", 0.0))
         if self.device.type == "cuda":
@@ -341,7 +344,9 @@ class _Run:
                     self._log(metrics, interval)
                     interval = []
                 due = cfg.eval_every and iteration % cfg.eval_every == 0
-                if due or iteration == end or stopped:
+                # An invocation cut short by --stop-at evaluates only where the
+                # uninterrupted run would, so resuming changes no choice of the best.
+                if due or iteration == cfg.iters or stopped:
                     last_eval = self._evaluate(self.trainer.ema)
                     if metrics is not None:
                         metrics.append(

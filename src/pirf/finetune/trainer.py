@@ -55,7 +55,10 @@ LossFn = Callable[[torch.Tensor], torch.Tensor]
 """Per-sample loss ``(B,)`` of model-space samples ``(B, C, H, W)``; differentiable."""
 
 NOISE_STREAM = 32
-"""Seed stream of fine-tuning noise (disjoint from data and evaluation streams)."""
+"""Seed stream of fine-tuning noise (disjoint from data and evaluation streams); the next
+stream draws each process's trajectory randomness (ReFL step, DRaFT-LV noise)."""
+LORA_STREAM = 34
+"""Seed stream of the LoRA factors' initialisation."""
 ADAM_BETAS = (0.9, 0.999)
 
 
@@ -128,7 +131,9 @@ class PIRFTrainer:
         self.loss_fn = loss_fn
         self.device = torch.device(device)
         self.rank, self.world = rank, world
-        self.model = denoiser.to(self.device).eval()
+        self.channels_last = self.device.type == "cuda"
+        layout = torch.channels_last if self.channels_last else torch.preserve_format
+        self.model = denoiser.to(self.device, memory_format=layout).eval()
         self.scale = float(scale)
         self.pretrained = {k: v.clone() for k, v in merged_state(self.model).items()}
         self.frozen = None
@@ -148,7 +153,11 @@ class PIRFTrainer:
         if cfg.trainable == "lora":
             for parameter in self.model.parameters():
                 parameter.requires_grad_(False)
-            return attach_lora(self.model, rank=cfg.lora_rank, prefixes=prefixes)
+            # The factors' random start is part of the run: drawn from the run's seed, not
+            # from whatever state the caller's global generator is in.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(unit_seed(cfg.seed, LORA_STREAM, 0))
+                return attach_lora(self.model, rank=cfg.lora_rank, prefixes=prefixes)
         if cfg.trainable == "top":
             if prefixes is None and hasattr(self.model, "top_module_names"):
                 return select_trainable(self.model, "top", blocks=cfg.top_blocks)
@@ -189,8 +198,10 @@ class PIRFTrainer:
         share = cfg.batch // self.world
         noise = noise[self.rank * share : (self.rank + 1) * share]
         trajectory = torch.Generator(device=self.device)
-        trajectory.manual_seed(unit_seed(cfg.seed, NOISE_STREAM + 1, iteration * self.world))
-        return steps, noise.to(self.device), trajectory
+        key = iteration * self.world + self.rank
+        trajectory.manual_seed(unit_seed(cfg.seed, NOISE_STREAM + 1, key))
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        return steps, noise.to(self.device, memory_format=layout), trajectory
 
     # ------------------------------------------------------------------------- losses
     def weight_penalty(self) -> torch.Tensor:
@@ -225,9 +236,15 @@ class PIRFTrainer:
             generator=generator,
             copies=cfg.copies,
         )
-        per_sample = self.loss_fn(run.final.float()) / self.scale
+        final = run.final.float()
+        per_sample = self.loss_fn(final) / self.scale
         finite = torch.isfinite(per_sample)
         bad = int((~finite).sum())
+        if bad and final.requires_grad:
+            # A sample whose loss is not finite can still send NaN back through its own
+            # final state into every shared weight; cut its gradient at the state.
+            keep = finite.view(-1, *([1] * (final.dim() - 1)))
+            final.register_hook(lambda grad: torch.where(keep, grad, torch.zeros_like(grad)))
         reward = per_sample[finite].mean() if bad < per_sample.numel() else None
         regulariser = torch.zeros((), device=self.device)
         if cfg.weight_reg > 0:
@@ -299,7 +316,7 @@ class PIRFTrainer:
             regulariser=float(regulariser),
             grad_norm=grad_norm,
             lr=lr,
-            nonfinite_samples=bad,
+            nonfinite_samples=round(self._mean(float(bad)) * self.world),
             nonfinite_gradients=nonfinite,
             skipped=skipped,
             seconds=time.perf_counter() - began,

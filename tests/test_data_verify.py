@@ -1,14 +1,15 @@
-"""The demo verifies every benchmark's ground truth; its table and JSON say so."""
+"""`pirf data verify` checks every benchmark's ground truth; its table and JSON say so."""
 
 import json
 
 from pirf.cli import main
 
 
-def test_demo_json_shows_floors_far_below_perturbed_residuals(tmp_path, capsys):
+def test_verify_json_shows_floors_far_below_perturbed_residuals(tmp_path, capsys):
     code = main(
         [
-            "demo",
+            "data",
+            "verify",
             "--pdes",
             "poisson,darcy,burgers",
             "--n",
@@ -31,8 +32,10 @@ def test_demo_json_shows_floors_far_below_perturbed_residuals(tmp_path, capsys):
     assert (tmp_path / "poisson-tiny.h5").exists()
 
 
-def test_demo_rejects_unknown_pdes_and_prints_a_table(tmp_path, capsys):
-    assert main(["demo", "--pdes", "navier", "--out-dir", str(tmp_path)]) == 2
+def test_verify_rejects_unknown_pdes_and_prints_a_table(tmp_path, capsys):
+    assert main(["data", "verify", "--pdes", "navier", "--out-dir", str(tmp_path)]) == 2
     assert "unknown PDE 'navier'" in capsys.readouterr().err
-    assert main(["demo", "--pdes", "helmholtz", "--n", "3", "--out-dir", str(tmp_path)]) == 0
+    assert (
+        main(["data", "verify", "--pdes", "helmholtz", "--n", "3", "--out-dir", str(tmp_path)]) == 0
+    )
     assert "Ground-truth verification" in capsys.readouterr().out

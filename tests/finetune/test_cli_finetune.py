@@ -1,0 +1,71 @@
+"""``pirf finetune`` through the command line: help, one-line errors with exit code 2 that
+leave no run directory behind, and the JSON summary of a tiny run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pirf.cli import main
+from tests.finetune.test_run import make_base
+
+
+def run(capsys, *args: object) -> tuple[int, str, str]:
+    code = main(["finetune", *(str(a) for a in args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return make_base(tmp_path_factory)
+
+
+def test_help_names_the_options(capsys):
+    code, stdout, _ = run(capsys, "--help")
+    assert code == 0
+    for option in ("--truncation", "--trainable", "--weight-reg", "--distill-reg",
+                   "--random-steps", "--resume", "--mode", "--eval-steps"):  # fmt: skip
+        assert option in stdout, option
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("--mode", "drift"), "unknown --mode 'drift'"),
+        (("--trainable", "some"), "unknown --trainable 'some'"),
+        (("--truncation", "0"), "--truncation must be positive"),
+        (("--ckpt", "missing"), "no such checkpoint directory"),
+        (("--random-steps", "a,b"), "--random-steps expects comma-separated integers"),
+        (("--eval-steps", ""), "--eval-steps expects positive step counts"),
+    ],
+)
+def test_bad_inputs_are_one_line_errors(base, tmp_path, capsys, change, message):
+    options = {"--ckpt": str(base), "--out": str(tmp_path / "run"), "--iters": "2"}
+    key, value = change
+    options[key] = str(tmp_path / value) if key == "--ckpt" else value
+    args = [item for pair in options.items() for item in pair]
+    code, stdout, stderr = run(capsys, *args, "--device", "cpu", "--no-figures")
+    assert code == 2 and stdout == ""
+    assert stderr.startswith("error: ") and stderr.count("\n") == 1 and message in stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_json_summary_of_a_tiny_run(base, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run(capsys, "--ckpt", base, "--out", out, "--iters", 2, "--batch", 4,
+                          "--sampler-steps", 4, "--eval-steps", "4", "--eval-n", 4,
+                          "--eval-every", 0, "--device", "cpu", "--no-figures",
+                          "--json")  # fmt: skip
+    assert code == 0 and stdout.count("\n") == 1
+    summary = json.loads(stdout)
+    assert {"base", "final", "residual_ratio", "seconds_per_iteration"} <= set(summary)
+    assert summary["completed"] and summary["iterations"] == 2
+    assert summary["seconds_per_iteration"] > 0
+    assert summary["base"]["residual_mse"]["4"] > 0 and summary["final"]["residual_mse"]["4"] > 0
+    assert summary["residual_ratio"]["4"] == pytest.approx(
+        summary["base"]["residual_mse"]["4"] / summary["final"]["residual_mse"]["4"], rel=1e-12
+    )
+    assert summary["config"]["sampler_steps"] == 4 and summary["config"]["trainable"] == "top"
+    assert (out / "checkpoint" / "checkpoint.json").is_file()
