@@ -11,6 +11,7 @@ import sys
 import typer
 from rich.markup import escape
 
+from pirf.cli import bench as bench_commands
 from pirf.cli import data as data_commands
 from pirf.cli import demo as demo_commands
 from pirf.cli import evaluate as evaluate_commands
@@ -36,6 +37,7 @@ app.command("train")(train_commands.train)
 app.command("finetune")(finetune_commands.finetune)
 app.command("sample")(sample_commands.sample)
 app.command("evaluate")(evaluate_commands.evaluate)
+app.command("bench")(bench_commands.bench)
 
 
 @app.callback()

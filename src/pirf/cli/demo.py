@@ -61,6 +61,7 @@ def _stage(quiet: bool, text: str) -> None:
 
 def _metrics(row: dict[str, Any]) -> dict[str, Any]:
     head = row["headline"]
+    fields = row["metrics"]["fidelity"]["distance"]["fields"]["mmd"]
     return {
         "residual_mse": head["residual_mse"],
         "residual_mse_median": head["residual_mse_median"],
@@ -68,6 +69,8 @@ def _metrics(row: dict[str, Any]) -> dict[str, Any]:
         "consistency": head["consistency"],
         "fidelity": head["mmd"],
         "fidelity_floor": head["mmd_floor"],
+        "fidelity_fields": fields["value"],
+        "fidelity_fields_floor": fields["floor"],
         "spectrum_error": head["spectrum_error"],
         "diversity": head["diversity"],
         "seconds_per_sample": row["seconds_per_sample"],

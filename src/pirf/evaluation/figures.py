@@ -69,7 +69,7 @@ def save_comparison(
     axes = figure.subplots(len(rows), columns, squeeze=False)
     logs = [r.abs().clamp_min(1e-30).log10() for _, _, r in rows]
     top = max(float(v.max()) for v in logs)
-    low = top - 8.0
+    low = top - 4.0  # four decades: a tenfold lower residual is a visibly darker map
     for row, ((label, fields, residual), log_r) in enumerate(zip(rows, logs, strict=True)):
         mse = float(residual.square().mean())
         for column in range(columns):

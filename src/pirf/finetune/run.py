@@ -263,7 +263,8 @@ class _Run:
             if self.context.is_main:
                 self._save(self.out / BEST, periodic=False)
         ratio = base["residual_mse"][budget] / value if value > 0 else math.inf
-        message = f"eval @ {iteration}: residual {value:.4g} ({ratio:.1f}x below base)"
+        relation = f"{ratio:.1f}x below" if ratio >= 1 else f"{1 / ratio:.1f}x above"
+        message = f"eval @ {iteration}: residual {value:.4g} ({relation} base)"
         if fidelity is not None:
             message += f", {FIDELITY_METRIC} {fidelity:.4g} (base {guard.base:.4g})"
         progress.message(message + (", best" if improved else ""))

@@ -1,0 +1,446 @@
+"""The methods a benchmark compares, each behind one small adapter.
+
+A method has preparation stages (training, fine-tuning, a hyperparameter sweep), each
+writing one file or checkpoint that later runs find and skip, and a sampler that turns
+``n`` seeds into samples at a sampler budget. Every method samples from the same noise
+(``pirf.sampling.initial_noise``): the test seeds for the reported numbers, the validation
+seeds for every choice a method makes (never the test seeds).
+
+* ``base``: the pretrained model, no physics;
+* ``diffusionpde``: residual-gradient guidance in the last 20 % of the steps, zeta swept;
+* ``cocogen``: the same plus 1, 3 or 5 correction steps on the final sample, swept;
+* ``pidm``: the base fine-tuned with the denoising loss plus the one-step residual loss;
+* ``pgdiffusion``: the residual-gradient-conditioned denoiser, guidance weight and direct
+  step swept;
+* ``pirf``: PIRF fine-tuning (layer-wise truncation, K = 2), its best checkpoint chosen on
+  validation seeds against validation data.
+
+Sweeps score a candidate by the residual MSE of its samples, among candidates whose data
+fidelity (field MMD to validation data) stays within 1.5x the base model's: the same band
+PIRF's guard uses, so no method may buy its residual with samples that leave the data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pirf.baselines import guidance
+from pirf.baselines.pgdiffusion import PGDiffusionConfig, generate_pg, pgdiffusion_train
+from pirf.baselines.pidm import PIDMConfig, pidm_finetune
+from pirf.data.atomic import fsync_path
+from pirf.errors import PirfError
+from pirf.evaluation import evaluate_fields
+from pirf.evaluation.protocol import headline
+from pirf.finetune import FinetuneConfig, finetune
+from pirf.models import load_checkpoint
+from pirf.sampling import SamplingResult, generate
+from pirf.sampling.from_checkpoint import load_model
+
+VALIDATION_SEED = 2
+"""Noise seed of every selection (sweeps, PIRF's best checkpoint); the test seed is 0."""
+FIDELITY_BAND = 1.5
+PG_GRID = tuple(
+    {"guidance_w": w, "step_zeta": zeta} for w in (0.0, 1.0, 2.0) for zeta in (0.0, 1e-4)
+)
+"""PG-Diffusion candidates: CFG weight and direct residual-gradient step."""
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(json.dumps(payload, indent=2) + "\n")
+    fsync_path(staging)
+    staging.replace(path)
+
+
+@dataclass
+class Context:
+    """What every stage of one PDE needs: where things are and how big the run is."""
+
+    pde_name: str
+    folder: Path
+    train: Path
+    test: Path
+    val: Path
+    base: Path
+    preset: Any
+    device: str
+    progress: bool
+    sweep_steps: int
+    _models: dict | None = None
+
+    def model(self, checkpoint: Path) -> Any:
+        """A loaded checkpoint (EMA weights for sampling), cached."""
+        if self._models is None:
+            self._models = {}
+        key = str(checkpoint)
+        if key not in self._models:
+            self._models[key] = load_model(checkpoint, device=self.device)
+        return self._models[key]
+
+
+@dataclass
+class Stage:
+    """One step of preparation: ``run()`` writes ``output``; skipped when it exists."""
+
+    name: str
+    output: Path
+    run: Callable[[], None]
+
+    @property
+    def done(self) -> bool:
+        if self.output.suffix == ".json":
+            return self.output.is_file()
+        return (self.output / "checkpoint.json").is_file()
+
+
+@dataclass
+class Sampled:
+    """Samples of one method at one budget, with their cost."""
+
+    result: SamplingResult
+    backward_per_sample: int = 0
+
+
+class Method:
+    """A method of the comparison (see the module docstring)."""
+
+    name = ""
+    label = ""
+
+    def stages(self, ctx: Context) -> list[Stage]:
+        return []
+
+    def sample(self, ctx: Context, steps: int, n: int, seed: int) -> Sampled:
+        raise NotImplementedError
+
+    def cost(self, ctx: Context) -> dict[str, Any]:
+        """Preparation cost (seconds of training and selection) read from its outputs."""
+        return {}
+
+
+def _seconds(path: Path, key: str = "seconds") -> float | None:
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text()).get(key)
+    return float(value) if value is not None else None
+
+
+class Base(Method):
+    name, label = "base", "base model"
+
+    def sample(self, ctx: Context, steps: int, n: int, seed: int) -> Sampled:
+        model = ctx.model(ctx.base)
+        return Sampled(
+            generate(model.denoiser, n, model.shape, seed, steps=steps, device=ctx.device)
+        )
+
+
+def _fidelity_score(
+    ctx: Context, samples: torch.Tensor, reference: Any, base_fidelity: float | None
+) -> tuple[float, float | None]:
+    """``(residual MSE or inf if outside the band, fidelity)`` of model-space samples."""
+    model = ctx.model(ctx.base)
+    physical = model.normalisation.to_physical(samples.to(torch.float64))
+    metrics = evaluate_fields(
+        model.pde, physical, reference, reference.normalisation, consistency=False
+    )
+    row = headline(metrics)
+    residual, fidelity = row["residual_mse"], row["mmd"]
+    if residual is None or not math.isfinite(residual):
+        return math.inf, fidelity
+    outside = base_fidelity is not None and fidelity is not None and (
+        fidelity > FIDELITY_BAND * base_fidelity
+    )
+    if outside:
+        return math.inf, fidelity
+    return residual, fidelity
+
+
+def _validation_reference(ctx: Context) -> Any:
+    import pirf.data
+    from pirf.evaluation import prepare_reference
+
+    data = pirf.data.load(ctx.val)
+    try:
+        fields = data.fields().to(torch.float64)
+        return prepare_reference(data.pde, fields, data.normalisation, device=ctx.device)
+    finally:
+        data.close()
+
+
+def _sweep(
+    ctx: Context, grid: list[dict[str, Any]], sample: Callable[[dict[str, Any]], torch.Tensor]
+) -> dict[str, Any]:
+    """Score every candidate on validation seeds; the base model sets the fidelity band."""
+    began = time.perf_counter()
+    reference = _validation_reference(ctx)
+    model = ctx.model(ctx.base)
+    base_samples = generate(
+        model.denoiser,
+        ctx.preset.n_select,
+        model.shape,
+        VALIDATION_SEED,
+        steps=ctx.sweep_steps,
+        device=ctx.device,
+    ).samples
+    _, base_fidelity = _fidelity_score(ctx, base_samples, reference, None)
+    rows = []
+    for setting in grid:
+        score, fidelity = _fidelity_score(ctx, sample(setting), reference, base_fidelity)
+        rows.append({"setting": setting, "residual_mse": score, "fidelity": fidelity})
+    finite = [r for r in rows if math.isfinite(r["residual_mse"])]
+    if not finite:
+        raise PirfError(f"{ctx.pde_name}: no candidate setting gave finite residuals in the band")
+    best = min(finite, key=lambda r: r["residual_mse"])
+    for row in rows:
+        if not math.isfinite(row["residual_mse"]):
+            row["residual_mse"] = None
+    return {
+        "best": best["setting"],
+        "candidates": rows,
+        "base_fidelity": base_fidelity,
+        "band": FIDELITY_BAND,
+        "seed": VALIDATION_SEED,
+        "n": ctx.preset.n_select,
+        "steps": ctx.sweep_steps,
+        "seconds": time.perf_counter() - began,
+    }
+
+
+class Guided(Method):
+    """DiffusionPDE or CoCoGen: guided sampling of the base model, setting swept."""
+
+    def __init__(self, name: str, label: str) -> None:
+        self.name, self.label = name, label
+
+    def _setting_file(self, ctx: Context) -> Path:
+        return ctx.folder / self.name / "setting.json"
+
+    def _generate(self, ctx: Context, setting: dict, steps: int, n: int, seed: int):
+        model = ctx.model(ctx.base)
+
+        def loss(samples: torch.Tensor) -> torch.Tensor:
+            return guidance.residual_norm(model.pde, model.normalisation, samples)
+
+        return guidance.generate_guided(
+            model.denoiser, n, model.shape, seed, loss, steps=steps, device=ctx.device, **setting
+        )
+
+    def stages(self, ctx: Context) -> list[Stage]:
+        path = self._setting_file(ctx)
+
+        def run() -> None:
+            grid = guidance.sweep_grid(self.name)
+            result = _sweep(
+                ctx,
+                grid,
+                lambda s: (
+                    self._generate(
+                        ctx, s, ctx.sweep_steps, ctx.preset.n_select, VALIDATION_SEED
+                    ).samples
+                ),
+            )
+            write_json(path, result)
+
+        return [Stage(f"{self.name}: sweep on validation seeds", path, run)]
+
+    def sample(self, ctx: Context, steps: int, n: int, seed: int) -> Sampled:
+        setting = json.loads(self._setting_file(ctx).read_text())["best"]
+        result = self._generate(ctx, setting, steps, n, seed)
+        return Sampled(result, result.backward_per_sample)
+
+    def cost(self, ctx: Context) -> dict[str, Any]:
+        path = self._setting_file(ctx)
+        setting = json.loads(path.read_text())["best"] if path.is_file() else None
+        return {"selection_seconds": _seconds(path), "setting": setting}
+
+
+class PIDM(Method):
+    name, label = "pidm", "PIDM"
+
+    def _run(self, ctx: Context) -> Path:
+        return ctx.folder / self.name
+
+    def stages(self, ctx: Context) -> list[Stage]:
+        out = self._run(ctx)
+
+        def run() -> None:
+            pidm_finetune(
+                PIDMConfig(
+                    ckpt=ctx.base,
+                    data=ctx.train,
+                    out=out,
+                    iters=ctx.preset.baseline_iters,
+                    batch=ctx.preset.baseline_batch,
+                    device=ctx.device,
+                    progress=ctx.progress,
+                )
+            )
+
+        return [Stage("pidm: fine-tune (denoising + residual loss)", out / "checkpoint", run)]
+
+    def sample(self, ctx: Context, steps: int, n: int, seed: int) -> Sampled:
+        model = ctx.model(self._run(ctx) / "checkpoint")
+        return Sampled(
+            generate(model.denoiser, n, model.shape, seed, steps=steps, device=ctx.device)
+        )
+
+    def cost(self, ctx: Context) -> dict[str, Any]:
+        return {"training_seconds": _seconds(self._run(ctx) / "summary.json")}
+
+
+class PGDiffusion(Method):
+    name, label = "pgdiffusion", "PG-Diffusion"
+
+    def _run(self, ctx: Context) -> Path:
+        return ctx.folder / self.name
+
+    def _model(self, ctx: Context) -> Any:
+        key = "pg-model"
+        cache = ctx._models if ctx._models is not None else {}
+        ctx._models = cache
+        if key not in cache:
+            cache[key] = load_checkpoint(self._run(ctx) / "checkpoint", device=ctx.device).model
+        return cache[key]
+
+    def _generate(self, ctx: Context, setting: dict, steps: int, n: int, seed: int):
+        base = ctx.model(ctx.base)
+        return generate_pg(
+            self._model(ctx),
+            n,
+            base.shape,
+            seed,
+            pde=base.pde,
+            normalisation=base.normalisation,
+            steps=steps,
+            device=ctx.device,
+            **setting,
+        )
+
+    def stages(self, ctx: Context) -> list[Stage]:
+        out = self._run(ctx)
+
+        def train() -> None:
+            pgdiffusion_train(
+                PGDiffusionConfig(
+                    ckpt=ctx.base,
+                    data=ctx.train,
+                    out=out,
+                    iters=ctx.preset.baseline_iters,
+                    batch=ctx.preset.baseline_batch,
+                    device=ctx.device,
+                    progress=ctx.progress,
+                )
+            )
+
+        def sweep() -> None:
+            grid = [dict(s) for s in PG_GRID]
+            result = _sweep(
+                ctx,
+                grid,
+                lambda s: (
+                    self._generate(
+                        ctx, s, ctx.sweep_steps, ctx.preset.n_select, VALIDATION_SEED
+                    ).samples
+                ),
+            )
+            write_json(out / "setting.json", result)
+
+        return [
+            Stage("pgdiffusion: train the conditional denoiser", out / "checkpoint", train),
+            Stage("pgdiffusion: sweep on validation seeds", out / "setting.json", sweep),
+        ]
+
+    def sample(self, ctx: Context, steps: int, n: int, seed: int) -> Sampled:
+        setting = json.loads((self._run(ctx) / "setting.json").read_text())["best"]
+        result = self._generate(ctx, setting, steps, n, seed)
+        backward = steps if setting.get("guidance_w", 0) >= 0 else 0  # one residual gradient
+        return Sampled(result, backward)
+
+    def cost(self, ctx: Context) -> dict[str, Any]:
+        out = self._run(ctx)
+        setting = out / "setting.json"
+        return {
+            "training_seconds": _seconds(out / "summary.json"),
+            "selection_seconds": _seconds(setting),
+            "setting": json.loads(setting.read_text())["best"] if setting.is_file() else None,
+        }
+
+
+class PIRF(Method):
+    name, label = "pirf", "PIRF"
+
+    def _run(self, ctx: Context) -> Path:
+        return ctx.folder / self.name
+
+    def stages(self, ctx: Context) -> list[Stage]:
+        out = self._run(ctx)
+        iters = ctx.preset.tune_iters
+
+        def run() -> None:
+            finetune(
+                FinetuneConfig(
+                    ckpt=ctx.base,
+                    out=out,
+                    reference=ctx.val,
+                    iters=iters,
+                    batch=ctx.preset.tune_batch,
+                    eval_every=max(1, iters // 3),
+                    eval_n=ctx.preset.n_select,
+                    eval_steps=(ctx.sweep_steps,),
+                    eval_seed=VALIDATION_SEED,
+                    device=ctx.device,
+                    progress=ctx.progress,
+                    resume=(out / "checkpoints").is_dir(),
+                )
+            )
+
+        return [Stage("pirf: fine-tune (K=2, layer-wise)", out / "summary.json", run)]
+
+    def checkpoint(self, ctx: Context) -> Path:
+        best = self._run(ctx) / "best"
+        return best if (best / "checkpoint.json").is_file() else self._run(ctx) / "checkpoint"
+
+    def sample(self, ctx: Context, steps: int, n: int, seed: int) -> Sampled:
+        model = ctx.model(self.checkpoint(ctx))
+        return Sampled(
+            generate(model.denoiser, n, model.shape, seed, steps=steps, device=ctx.device)
+        )
+
+    def cost(self, ctx: Context) -> dict[str, Any]:
+        summary = self._run(ctx) / "summary.json"
+        if not summary.is_file():
+            return {}
+        data = json.loads(summary.read_text())
+        return {
+            "training_seconds": data.get("total_seconds"),
+            "seconds_per_iteration": data.get("seconds_per_iteration"),
+            "peak_memory_gib": data.get("peak_memory_gib"),
+            "checkpoint": str(self.checkpoint(ctx)),
+        }
+
+
+METHODS: dict[str, Method] = {
+    method.name: method
+    for method in (
+        Base(),
+        Guided("diffusionpde", "DiffusionPDE"),
+        Guided("cocogen", "CoCoGen"),
+        PIDM(),
+        PGDiffusion(),
+        PIRF(),
+    )
+}
+
+
+__all__ = ["METHODS", "VALIDATION_SEED", "Context", "Method", "Sampled", "Stage", "write_json"]

@@ -1,0 +1,80 @@
+"""Sizes of a benchmark run: how much data, training and evaluation each preset means.
+
+``tiny`` runs on a 2-core CPU (32^2 grids, the tiny network), ``small`` on one GPU
+(64^2), ``paper`` is the reference setting (its grids, 55M-parameter network, the 1,600
+evaluation samples of the reference). Every number can be overridden on the command line
+(``pirf bench --n-eval 64 --tune-iters 40 ...``), and the report records what was used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from pirf.errors import PirfError
+
+
+@dataclass(frozen=True)
+class BenchPreset:
+    """What one preset runs (see the module docstring)."""
+
+    name: str
+    n_train: int
+    n_test: int
+    n_val: int
+    n_eval: int
+    """Samples per method and sampler budget in the evaluation (test seeds)."""
+    n_select: int
+    """Samples per candidate setting in the baselines' sweeps (validation seeds)."""
+    base_iters: int | None
+    """Base-model training iterations (None: the model preset's default)."""
+    tune_iters: int
+    """PIRF fine-tuning iterations."""
+    tune_batch: int
+    baseline_iters: int
+    """PIDM and PG-Diffusion training iterations."""
+    baseline_batch: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PRESETS: dict[str, BenchPreset] = {
+    "tiny": BenchPreset("tiny", 4000, 512, 256, 256, 32, None, 120, 8, 200, 16),
+    "small": BenchPreset("small", 20_000, 1024, 512, 512, 64, None, 400, 16, 1000, 32),
+    "paper": BenchPreset("paper", 50_000, 1600, 1024, 1600, 128, None, 1000, 20, 4000, 64),
+}
+
+OVERRIDABLE = (
+    "n_train",
+    "n_test",
+    "n_val",
+    "n_eval",
+    "n_select",
+    "base_iters",
+    "tune_iters",
+    "tune_batch",
+    "baseline_iters",
+    "baseline_batch",
+)
+
+
+def resolve_preset(name: str, **overrides: int | None) -> BenchPreset:
+    """The preset ``name`` with the given (non-None) fields replaced; checked."""
+    if name not in PRESETS:
+        raise PirfError(f"unknown bench preset '{name}'; use one of {', '.join(PRESETS)}")
+    changes = {key: value for key, value in overrides.items() if value is not None}
+    unknown = set(changes) - set(OVERRIDABLE)
+    if unknown:
+        raise PirfError(f"unknown bench setting(s) {', '.join(sorted(unknown))}")
+    preset = replace(PRESETS[name], **changes)
+    for key in OVERRIDABLE:
+        value = getattr(preset, key)
+        if value is not None and value <= 0:
+            raise PirfError(f"--{key.replace('_', '-')} must be positive, got {value}")
+    if preset.n_test < 4 or preset.n_val < 4:
+        raise PirfError("--n-test and --n-val must be at least 4 (fidelity compares halves)")
+    return preset
+
+
+__all__ = ["OVERRIDABLE", "PRESETS", "BenchPreset", "resolve_preset"]

@@ -1,0 +1,223 @@
+"""The benchmark report: ``report.md``, ``report.json`` and figures, from the result files.
+
+Per PDE, one table of every method at every sampler budget (ground truth and the base
+model always present): residual MSE (mean, median, p90), MAE, solver consistency, field
+MMD with its data floor, spectrum error, diversity, network evaluations per sample
+(forward + backward), seconds per sample and the method's preparation cost. Below it, the
+PIRF bar: at 20 steps, a lower residual than every baseline at equal or lower sampling
+cost, with fidelity within 1.5x the base model's. Figures: a sample of each method beside
+its residual map; residual against NFE; residual against fidelity.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from safetensors.torch import load_file
+
+from pirf.bench.methods import METHODS, Context, write_json
+from pirf.evaluation.figures import save_comparison
+
+BAR_STEPS = 20
+FIDELITY_BAND = 1.5
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _fmt(value: Any, spec: str = ".3g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _cost(row: dict[str, Any]) -> int:
+    """Sampling cost in network passes per sample (forward + backward)."""
+    return int(row["nfe"]) + int(row.get("backward_per_sample") or 0)
+
+
+def pirf_bar(rows: list[dict[str, Any]], base: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Does PIRF meet the bar at :data:`BAR_STEPS` (module docstring)? None if not run."""
+    at = {r["method"]: r for r in rows if r["steps"] == BAR_STEPS}
+    pirf = at.get("pirf")
+    if pirf is None or base is None:
+        return None
+    residual = pirf["headline"]["residual_mse"]
+    beaten, not_beaten = [], []
+    for name, row in at.items():
+        if name in ("pirf", "base"):
+            continue
+        if _cost(row) < _cost(pirf):
+            continue  # cheaper baselines are not part of the bar
+        (beaten if residual < row["headline"]["residual_mse"] else not_beaten).append(name)
+    base_fidelity = base["headline"]["mmd"]
+    fidelity = pirf["headline"]["mmd"]
+    fidelity_ok = (
+        fidelity is not None
+        and base_fidelity is not None
+        and (fidelity <= FIDELITY_BAND * base_fidelity)
+    )
+    return {
+        "steps": BAR_STEPS,
+        "residual_lower_than": beaten,
+        "residual_not_lower_than": not_beaten,
+        "fidelity_ratio": None if not base_fidelity else fidelity / base_fidelity,
+        "fidelity_within_band": fidelity_ok,
+        "met": not not_beaten and fidelity_ok,
+    }
+
+
+def _table(pde: str, truth: dict[str, Any] | None, rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        f"### {pde}",
+        "",
+        "| method | steps | residual MSE | median | p90 | MAE | consistency | MMD (floor) "
+        "| spectrum err. | diversity | NFE fwd+bwd | s/sample | preparation s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    if truth is not None:
+        h = truth["headline"]
+        lines.append(
+            f"| ground truth | - | {_fmt(h['residual_mse'])} | {_fmt(h['residual_mse_median'])} "
+            f"| {_fmt(h['residual_mse_p90'])} | {_fmt(h['residual_mae'])} "
+            f"| {_fmt(h['consistency'])} | {_fmt(h['mmd'])} | - | - | - | - | - |"
+        )
+    for row in rows:
+        h, cost = row["headline"], row.get("cost") or {}
+        preparation = sum(
+            v for k, v in cost.items() if k.endswith("_seconds") and isinstance(v, (int, float))
+        )
+        lines.append(
+            f"| {row['label']} | {row['steps']} | {_fmt(h['residual_mse'])} "
+            f"| {_fmt(h['residual_mse_median'])} | {_fmt(h['residual_mse_p90'])} "
+            f"| {_fmt(h['residual_mae'])} | {_fmt(h['consistency'])} "
+            f"| {_fmt(h['mmd'])} ({_fmt(h['mmd_floor'], '.2g')}) | {_fmt(h['spectrum_error'])} "
+            f"| {_fmt(h['diversity'], '.3f')} | {row['nfe']}+{row.get('backward_per_sample', 0)} "
+            f"| {_fmt(row['seconds_per_sample'], '.3f')} | {_fmt(preparation or None, '.0f')} |"
+        )
+    return lines
+
+
+def _figures(ctx: Context, rows: list[dict[str, Any]], folder: Path) -> list[str]:
+    written = []
+    pde = ctx.model(ctx.base).pde
+    first_steps = min(r["steps"] for r in rows)
+    labelled = []
+    truth = ctx.folder / "results" / "ground-truth.safetensors"
+    if truth.is_file():
+        labelled.append(("ground truth", load_file(str(truth))["samples"][:1].double()))
+    for row in rows:
+        if row["steps"] != first_steps:
+            continue
+        path = ctx.folder / "results" / f"{row['method']}-{row['steps']}.safetensors"
+        if path.is_file():
+            fields = pde.snap(load_file(str(path))["samples"][:1].double())
+            labelled.append((row["label"], fields))
+    if labelled:
+        path = save_comparison(
+            folder / f"{ctx.pde_name}-samples.png",
+            [(label, fields, pde.residual(fields)) for label, fields in labelled],
+            channels=tuple(pde.channels),
+            title=f"{ctx.pde_name}: sample 0 of each method at {first_steps} steps (same noise)",
+        )
+        written.append(str(path))
+    figure = Figure(figsize=(10, 3.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    nfe_axis, fidelity_axis = figure.subplots(1, 2)
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["steps"])
+        label = mine[0]["label"]
+        nfe_axis.plot(
+            [_cost(r) for r in mine],
+            [r["headline"]["residual_mse"] for r in mine],
+            marker="o",
+            label=label,
+        )
+        fidelity_axis.scatter(
+            [r["headline"]["mmd"] for r in mine],
+            [r["headline"]["residual_mse"] for r in mine],
+            label=label,
+        )
+    for axis in (nfe_axis, fidelity_axis):
+        axis.set_yscale("log")
+        axis.set_ylabel("residual MSE", fontsize=8)
+        axis.legend(fontsize=7)
+    nfe_axis.set_xscale("log")
+    nfe_axis.set_xlabel("network passes per sample (forward + backward)", fontsize=8)
+    fidelity_axis.set_xlabel("field MMD to held-out data (lower is closer)", fontsize=8)
+    figure.suptitle(
+        f"{ctx.pde_name}: residual against sampling cost and against fidelity", fontsize=9
+    )
+    path = folder / f"{ctx.pde_name}-tradeoffs.png"
+    figure.savefig(path, dpi=90)
+    written.append(str(path))
+    return written
+
+
+def write_report(
+    out: Path,
+    contexts: list[Context],
+    methods: list[str],
+    steps: list[int],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """Write ``report.md``, ``report.json`` and ``figures/``; returns the JSON report."""
+    folder = out / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    preset = settings["preset"]
+    lines = [
+        "# pirf benchmark report",
+        "",
+        f"Preset `{preset['name']}`; {preset['n_eval']} samples per method and budget on the "
+        f"test seeds ({settings['test_seed']}); selections on validation seeds; "
+        f"{settings['seconds']:.0f} s for this invocation on {settings['device']}.",
+        "",
+    ]
+    if settings.get("command"):
+        lines += ["```", settings["command"], "```", ""]
+    pdes: dict[str, Any] = {}
+    for ctx in contexts:
+        results = ctx.folder / "results"
+        truth = _read(results / "ground-truth.json")
+        rows = [
+            row
+            for method in methods
+            for count in steps
+            if (row := _read(results / f"{method}-{count}.json")) is not None
+        ]
+        base = next((r for r in rows if r["method"] == "base" and r["steps"] == BAR_STEPS), None)
+        bar = pirf_bar(rows, base)
+        lines += _table(ctx.pde_name, truth, rows)
+        lines.append("")
+        if bar is not None:
+            verdict = "met" if bar["met"] else "NOT met"
+            lines.append(
+                f"PIRF bar at {bar['steps']} steps: **{verdict}**. Residual lower than: "
+                f"{', '.join(bar['residual_lower_than']) or '-'}; not lower than: "
+                f"{', '.join(bar['residual_not_lower_than']) or '-'}; fidelity "
+                f"{_fmt(bar['fidelity_ratio'], '.2f')}x the base model's."
+            )
+            lines.append("")
+        figures = _figures(ctx, rows, folder) if rows else []
+        lines += [f"![{Path(f).name}](figures/{Path(f).name})" for f in figures] + [""]
+        pdes[ctx.pde_name] = {
+            "ground_truth": truth["headline"] if truth else None,
+            "rows": [{k: v for k, v in r.items() if k != "metrics"} for r in rows],
+            "bar": bar,
+            "figures": figures,
+        }
+    report = {"settings": settings, "methods": {m: METHODS[m].label for m in methods}, "pdes": pdes}
+    write_json(out / "report.json", report)
+    staging = out / ".report.md.tmp"
+    staging.write_text("\n".join(lines) + "\n")
+    staging.replace(out / "report.md")
+    return report
+
+
+__all__ = ["BAR_STEPS", "pirf_bar", "write_report"]
+
+_ = torch  # figures load tensors through safetensors; torch is needed at import time

@@ -1,0 +1,115 @@
+"""``pirf bench``: every method on every PDE under one protocol, resumable, with a report."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pirf.bench.harness import resolve_methods, resolve_pdes, run_bench
+from pirf.bench.presets import resolve_preset
+from pirf.cli._common import console, console_err, emit_json
+from pirf.cli.finetune import parse_steps
+from pirf.errors import PirfError
+
+
+def bench(
+    out: Annotated[Path, typer.Option("--out", help="Output directory (resumable).")],
+    preset: Annotated[str, typer.Option("--preset", help="tiny, small or paper.")] = "tiny",
+    pdes: Annotated[
+        str, typer.Option("--pdes", help="'all' or a comma-separated list of the five PDEs.")
+    ] = "all",
+    methods: Annotated[
+        str,
+        typer.Option(
+            "--methods",
+            help="'all' or a list of base, diffusionpde, cocogen, pidm, "
+            "pgdiffusion, pirf (base is always included).",
+        ),
+    ] = "all",
+    steps: Annotated[str, typer.Option("--steps", help="Sampler budgets.")] = "20,40,80",
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
+    n_eval: Annotated[
+        int | None, typer.Option("--n-eval", help="Samples per method and budget.")
+    ] = None,
+    n_select: Annotated[
+        int | None, typer.Option("--n-select", help="Samples per sweep candidate.")
+    ] = None,
+    n_train: Annotated[int | None, typer.Option("--n-train", help="Training samples.")] = None,
+    n_val: Annotated[int | None, typer.Option("--n-val", help="Validation samples.")] = None,
+    n_test: Annotated[int | None, typer.Option("--n-test", help="Test samples.")] = None,
+    base_iters: Annotated[
+        int | None, typer.Option("--base-iters", help="Base-model training iterations.")
+    ] = None,
+    tune_iters: Annotated[
+        int | None, typer.Option("--tune-iters", help="PIRF fine-tuning iterations.")
+    ] = None,
+    tune_batch: Annotated[
+        int | None, typer.Option("--tune-batch", help="PIRF trajectories per iteration.")
+    ] = None,
+    baseline_iters: Annotated[
+        int | None, typer.Option("--baseline-iters", help="PIDM / PG-Diffusion iterations.")
+    ] = None,
+    baseline_batch: Annotated[
+        int | None, typer.Option("--baseline-batch", help="PIDM / PG-Diffusion batch.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Run the baselines and PIRF on the benchmarks; write report.md, report.json, figures."""
+    chosen = resolve_preset(
+        preset,
+        n_eval=n_eval,
+        n_select=n_select,
+        n_train=n_train,
+        n_val=n_val,
+        n_test=n_test,
+        base_iters=base_iters,
+        tune_iters=tune_iters,
+        tune_batch=tune_batch,
+        baseline_iters=baseline_iters,
+        baseline_batch=baseline_batch,
+    )
+    budgets = parse_steps(steps, "--steps")
+    if budgets is None:
+        raise PirfError("--steps needs at least one step count")
+    report = run_bench(
+        out,
+        preset=chosen,
+        pdes=resolve_pdes(pdes),
+        methods=resolve_methods(methods),
+        steps=budgets,
+        device=device,
+        progress=not as_json,
+        say=None if as_json else lambda text: console_err.print(text, highlight=False),
+        command="pirf " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "",
+    )
+    if as_json:
+        emit_json(report)
+        return
+    table = Table(title=f"pirf bench ({chosen.name}): residual MSE", title_justify="left")
+    table.add_column("PDE", style="bold")
+    table.add_column("method")
+    for count in budgets:
+        table.add_column(f"@ {count}", justify="right")
+    table.add_column("bar", justify="left")
+    for pde, entry in report["pdes"].items():
+        rows = entry["rows"]
+        for method in dict.fromkeys(r["method"] for r in rows):
+            values = {
+                r["steps"]: r["headline"]["residual_mse"] for r in rows if r["method"] == method
+            }
+            bar = ""
+            if method == "pirf" and entry["bar"] is not None:
+                bar = "met" if entry["bar"]["met"] else "not met"
+            table.add_row(
+                pde,
+                report["methods"][method],
+                *[f"{values[c]:.3g}" if c in values else "-" for c in budgets],
+                bar,
+            )
+    console.print(table)
+    console.print(f"report: {out / 'report.md'} (and report.json, figures/)", highlight=False)

@@ -1,0 +1,90 @@
+"""`pirf bench` end to end at CI size, resumable, with the report's promised content."""
+
+import json
+
+from pirf.bench import resolve_methods, resolve_preset
+from pirf.bench.report import pirf_bar
+from pirf.cli import main
+
+CI_SIZE = [
+    "--n-eval",
+    "8",
+    "--n-select",
+    "4",
+    "--tune-iters",
+    "2",
+    "--tune-batch",
+    "2",
+    "--n-val",
+    "8",
+    "--n-test",
+    "16",
+]
+
+
+def test_bench_poisson_base_diffusionpde_pirf_end_to_end(tmp_path, capsys):
+    out = tmp_path / "bench"
+    args = [
+        "bench",
+        "--preset",
+        "tiny",
+        "--pdes",
+        "poisson",
+        "--methods",
+        "base,diffusionpde,pirf",
+        "--steps",
+        "20",
+        "--out",
+        str(out),
+        *CI_SIZE,
+    ]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    rows = report["pdes"]["poisson"]["rows"]
+    assert [r["method"] for r in rows] == ["base", "diffusionpde", "pirf"]
+    assert all(r["steps"] == 20 and r["nfe"] == 39 for r in rows)
+    assert rows[1]["backward_per_sample"] > 0  # guidance pays backward passes
+    assert report["pdes"]["poisson"]["ground_truth"]["residual_mse"] < 1e-9
+    assert report["pdes"]["poisson"]["bar"] is not None
+    markdown = (out / "report.md").read_text()
+    assert "| ground truth |" in markdown and "| DiffusionPDE | 20 |" in markdown
+    assert (out / "figures" / "poisson-samples.png").is_file()
+    # Rerunning finds every stage done and runs none of them again.
+    stamp = (out / "poisson" / "results" / "pirf-20.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "todo" not in err
+    assert (out / "poisson" / "results" / "pirf-20.json").stat().st_mtime_ns == stamp
+
+
+def test_bench_rejects_unknown_names(tmp_path, capsys):
+    for option, value in (("--pdes", "navier"), ("--methods", "magic"), ("--preset", "huge")):
+        assert main(["bench", "--out", str(tmp_path / "x"), option, value]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_base_is_always_a_row_and_presets_take_overrides():
+    assert resolve_methods("pirf") == ["base", "pirf"]
+    assert resolve_preset("tiny", n_eval=7).n_eval == 7
+
+
+def _row(method, residual, mmd, nfe=39, backward=0):
+    return {
+        "method": method,
+        "steps": 20,
+        "nfe": nfe,
+        "backward_per_sample": backward,
+        "headline": {"residual_mse": residual, "mmd": mmd},
+    }
+
+
+def test_pirf_bar_compares_at_equal_or_higher_cost_and_checks_fidelity():
+    base = _row("base", 1.0, 1.0)
+    rows = [base, _row("diffusionpde", 0.5, 1.0, backward=4), _row("pirf", 0.1, 1.2)]
+    assert pirf_bar(rows, base)["met"]
+    rows[1] = _row("diffusionpde", 0.05, 1.0, backward=4)
+    assert not pirf_bar(rows, base)["met"]
+    rows[1] = _row("diffusionpde", 0.5, 1.0)
+    rows[2] = _row("pirf", 0.1, 1.6)  # fidelity outside 1.5x the base's
+    assert not pirf_bar(rows, base)["met"]

@@ -1,0 +1,43 @@
+"""`pirf demo` runs the whole story; here with a CI-sized fine-tuning budget."""
+
+import json
+
+import pytest
+
+import pirf.cli.demo as demo_module
+from pirf.assets import shipped_checkpoint
+from pirf.cli import main
+from pirf.models import read_checkpoint_info
+
+
+def test_shipped_base_model_is_a_complete_tiny_poisson_checkpoint():
+    info = read_checkpoint_info(shipped_checkpoint("poisson-tiny"))
+    assert info.pde_name == "poisson" and info.resolution == (32, 32)
+    assert info.training["preset"] == "tiny" and info.counters["iteration"] == 1200
+    assert info.extra["data"]["samples"] == demo_module.TRAIN_SAMPLES
+
+
+def test_demo_json_has_the_promised_keys(tmp_path, capsys, monkeypatch):
+    # The real recipe takes minutes; two iterations and tiny evaluations exercise every stage.
+    monkeypatch.setitem(demo_module.RECIPE, "eval_n", 8)
+    monkeypatch.setitem(demo_module.RECIPE, "eval_every", 0)
+    monkeypatch.setitem(demo_module.RECIPE, "batch", 2)
+    code = main(["demo", "--out-dir", str(tmp_path), "--iters", "2", "--n-eval", "8", "--json"])
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+    for model in ("base", "pirf"):
+        assert payload[model]["residual_mse"] > 0
+        assert payload[model]["fidelity"] > 0
+        assert payload[model]["nfe"] == 39  # 20 Heun steps
+    assert payload["seconds"] > 0
+    assert payload["finetune"]["iterations"] == 2
+    # both models' residual is far above the ground truth's (exact solutions)
+    assert payload["ground_truth"]["residual_mse"] < 1e-9 < payload["base"]["residual_mse"]
+    assert (tmp_path / "demo.png").is_file()
+    assert (tmp_path / "pirf" / "checkpoint" / "checkpoint.json").is_file()
+
+
+@pytest.mark.parametrize("args", [["--iters", "0"], ["--n-eval", "2"]])
+def test_demo_rejects_bad_sizes(tmp_path, capsys, args):
+    assert main(["demo", "--out-dir", str(tmp_path), *args]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
