@@ -40,6 +40,7 @@ from pirf.errors import PirfError
 from pirf.evaluation import evaluate_fields
 from pirf.evaluation.protocol import headline
 from pirf.finetune import FinetuneConfig, finetune
+from pirf.finetune.config import RECIPES
 from pirf.models import load_checkpoint
 from pirf.sampling import SamplingResult, generate
 from pirf.sampling.from_checkpoint import load_model
@@ -105,7 +106,9 @@ class Stage:
 
 @dataclass
 class Sampled:
-    """Samples of one method at one budget, with their cost."""
+    """Samples of one method at one budget, with their cost: forward network evaluations
+    are in ``result``; ``backward_per_sample`` counts the network evaluations that
+    backward passes go through (guidance)."""
 
     result: SamplingResult
     backward_per_sample: int = 0
@@ -257,7 +260,7 @@ class Guided(Method):
     def sample(self, ctx: Context, steps: int, n: int, seed: int) -> Sampled:
         setting = json.loads(self._setting_file(ctx).read_text())["best"]
         result = self._generate(ctx, setting, steps, n, seed)
-        return Sampled(result, result.backward_per_sample)
+        return Sampled(result, result.backward_nfe_per_sample)
 
     def cost(self, ctx: Context) -> dict[str, Any]:
         path = self._setting_file(ctx)
@@ -363,9 +366,9 @@ class PGDiffusion(Method):
 
     def sample(self, ctx: Context, steps: int, n: int, seed: int) -> Sampled:
         setting = json.loads((self._run(ctx) / "setting.json").read_text())["best"]
-        result = self._generate(ctx, setting, steps, n, seed)
-        backward = steps if setting.get("guidance_w", 0) >= 0 else 0  # one residual gradient
-        return Sampled(result, backward)
+        # The condition is a gradient of the residual operator alone (no network pass);
+        # the second (unconditional) network call per evaluation is counted in the NFE.
+        return Sampled(self._generate(ctx, setting, steps, n, seed))
 
     def cost(self, ctx: Context) -> dict[str, Any]:
         out = self._run(ctx)
@@ -390,6 +393,7 @@ class PIRF(Method):
         def run() -> None:
             finetune(
                 FinetuneConfig(
+                    **RECIPES.get(ctx.pde_name, {}),
                     ckpt=ctx.base,
                     out=out,
                     reference=ctx.val,

@@ -178,7 +178,9 @@ def demo(
         )
     )
     seconds["finetune"] = time.perf_counter() - mark
-    tuned = Path(summary["checkpoint"])
+    # A run a guard stopped ends on weights it judged bad: take the best evaluation then.
+    stopped = summary["stopped"] and summary["best_checkpoint"]
+    tuned = Path(summary["best_checkpoint"] if stopped else summary["checkpoint"])
 
     _stage(as_json, f"evaluating both models on {n_eval} samples at 20 steps (seed 0)")
     mark = time.perf_counter()

@@ -18,6 +18,8 @@ from pirf.cli._common import console, emit_json
 from pirf.errors import PirfError
 from pirf.finetune import FinetuneConfig
 from pirf.finetune import finetune as run_finetune
+from pirf.finetune.config import RECIPES
+from pirf.models import read_checkpoint_info
 
 
 def parse_steps(text: str | None, option: str) -> tuple[int, ...] | None:
@@ -131,7 +133,10 @@ def finetune(
         typer.Option("--distill-reg", help="mu of the distillation penalty; 0 (off)."),
     ] = None,
     norm: Annotated[str | None, typer.Option("--norm", help="Residual norm: mse or mae.")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate; 1e-4.")] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option("--lr", help="Peak learning rate; 1e-4 (darcy: 3e-5, its recipe)."),
+    ] = None,
     batch: Annotated[
         int | None, typer.Option("--batch", help="Trajectories per iteration; 16.")
     ] = None,
@@ -239,6 +244,10 @@ def finetune(
         given["drift_guard"] = None
     if not bf16:
         given["bf16"] = False
+    if not resume and (ckpt / "checkpoint.json").is_file():
+        # The per-PDE recipe fills in what the user left out (docs/finetune.md).
+        pde = read_checkpoint_info(ckpt).pde_name
+        given = {**RECIPES.get(pde or "", {}), **given}
     config = FinetuneConfig(
         ckpt=ckpt,
         out=out,

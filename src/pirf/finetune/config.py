@@ -24,6 +24,12 @@ from pirf.finetune.trajectory import MODES
 
 TRAINABLE_SETS: tuple[str, ...] = ("all", "top", "lora")
 
+RECIPES: dict[str, dict[str, Any]] = {
+    "darcy": {"lr": 3e-5},
+}
+"""Per-PDE changes to the defaults (docs/finetune.md): Darcy's binary coefficient makes
+its residual stiff, and 1e-4 diverged where 3e-5 worked on a prototype."""
+
 TRAJECTORY_FIELDS = (
     "sampler_steps",
     "truncation",
@@ -255,6 +261,7 @@ def from_stored(config: FinetuneConfig, stored: dict[str, Any]) -> FinetuneConfi
 
 
 __all__ = [
+    "RECIPES",
     "TRAINABLE_SETS",
     "TRAJECTORY_FIELDS",
     "FinetuneConfig",

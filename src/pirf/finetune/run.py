@@ -47,7 +47,7 @@ from pirf.finetune.reward import residual_scale
 from pirf.finetune.trainer import PIRFTrainer, StepStats
 from pirf.models import EDMDenoiser, load_checkpoint, read_checkpoint_info, save_checkpoint
 from pirf.models.checkpoint import Checkpoint, file_sha256
-from pirf.sampling import Precision
+from pirf.sampling import Precision, generate
 from pirf.training import distributed, rundir
 from pirf.training.figures import save_preview
 from pirf.training.metrics_log import MetricsLog, read_metrics
@@ -224,8 +224,6 @@ class _Run:
         evaluation = self._evaluate(self.trainer.ema)
         samples = evaluation.samples
         if cfg.random_steps or cfg.sampler_steps != cfg.eval_steps[0]:
-            from pirf.sampling import generate
-
             samples = generate(
                 self.trainer.ema,
                 cfg.eval_n,
