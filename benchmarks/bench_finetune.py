@@ -11,7 +11,16 @@ fixed budget from the same base checkpoint, in a fresh process, reporting:
 * residual MSE and fidelity (field MMD) of the final weights at the evaluation budget, and
   their ratios to the base model (same fixed seeds for every configuration).
 
+``--speed`` measures only the cost of an iteration, on a freshly initialised network of a
+model preset (``--preset paper --resolution 128 --batch 20`` is the reference loop's
+setting; the reward is a plain quadratic, whose cost is negligible): median seconds per
+iteration over ``--repeats`` iterations after one warm-up, and peak memory.
+
 Usage (numbers in docs/BENCHMARKS.md)::
+
+    python benchmarks/bench_finetune.py --speed --preset tiny --resolution 32 --batch 8
+    python benchmarks/bench_finetune.py --speed --preset paper --resolution 128 --batch 20 \
+        --device cuda --only k2-all,k2-top,k2-top-ckpt
 
     python benchmarks/bench_finetune.py --ckpt BASE/checkpoint --reference test.h5 \\
         --iters 40 --batch 8 --out bench-finetune [--device cuda] [--only k2-top,k1-top]
@@ -35,6 +44,7 @@ CONFIGS: dict[str, dict] = {
     "k2-lora": {"truncation": 2, "trainable": "lora", "lr_factor": 10.0},
     "full-top": {"mode": "full", "trainable": "top"},
     "full-all": {"mode": "full", "trainable": "all"},
+    "k2-top-ckpt": {"truncation": 2, "trainable": "top", "checkpointing": True},
     "k2-top-distill": {"truncation": 2, "trainable": "top", "weight_reg": 0.0, "distill_reg": 1.0},
     "k2-all-distill": {"truncation": 2, "trainable": "all", "weight_reg": 0.0, "distill_reg": 1.0},
 }
@@ -73,6 +83,56 @@ def saved_bytes(config_kwargs: dict, ckpt: str, device: str) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         trainer.step(0)
     return total
+
+
+def speed(args: argparse.Namespace, name: str) -> dict:
+    """Seconds per iteration and peak memory of one configuration on a fresh network."""
+    import statistics
+    import time
+
+    import torch
+
+    from pirf.finetune import FinetuneConfig, PIRFTrainer
+    from pirf.models import preset_denoiser
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    changes = dict(CONFIGS[name])
+    changes.pop("lr_factor", None)
+    torch.manual_seed(0)
+    model = preset_denoiser(args.preset, channels=2, resolution=args.resolution)
+    config = FinetuneConfig(batch=args.batch, sampler_steps=args.steps, iters=10**6, **changes)
+    trainer = PIRFTrainer(
+        model,
+        config,
+        shape=(2, args.resolution, args.resolution),
+        device=device,
+        loss_fn=lambda x: x.square().flatten(1).mean(1),
+    )
+    times = []
+    for iteration in range(args.repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            if iteration == 1:
+                torch.cuda.reset_peak_memory_stats(device)
+        began = time.perf_counter()
+        trainer.step(iteration)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if iteration:
+            times.append(time.perf_counter() - began)
+    peak = (
+        torch.cuda.max_memory_allocated(device) / 2**30
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    )
+    return {
+        "config": name,
+        "seconds_per_iteration": statistics.median(times),
+        "peak_memory_gib": peak,
+        "trainable_parameters": trainer.parameter_count,
+        "parameters": sum(p.numel() for p in trainer.ema.parameters()),
+    }
 
 
 def child(args: argparse.Namespace) -> None:
@@ -133,8 +193,12 @@ def child(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", required=True)
-    parser.add_argument("--reference", required=True)
+    parser.add_argument("--ckpt", help="base checkpoint (quality runs)")
+    parser.add_argument("--reference", help="held-out data (quality runs)")
+    parser.add_argument("--speed", action="store_true", help="cost only, fresh network")
+    parser.add_argument("--preset", default="tiny", help="model preset (--speed)")
+    parser.add_argument("--resolution", type=int, default=32, help="grid side (--speed)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed iterations (--speed)")
     parser.add_argument("--iters", type=int, default=40)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -146,9 +210,29 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the rows as JSON here")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child and args.speed:
+        print(json.dumps(speed(args, args.child)))
+        return
     if args.child:
         child(args)
         return
+    if args.speed:
+        print(f"{'config':16} {'s/iter':>8} {'peak GiB':>9} {'trainable':>11} {'parameters':>11}")
+        for name in args.only.split(",") if args.only else list(CONFIGS):
+            command = [sys.executable, __file__, *sys.argv[1:], "--child", name]
+            result = subprocess.run(command, capture_output=True, text=True, env=os.environ)
+            if result.returncode != 0:
+                print(f"{name}: failed\n{result.stderr[-2000:]}", flush=True)
+                continue
+            row = json.loads(result.stdout.strip().splitlines()[-1])
+            print(
+                f"{name:16} {row['seconds_per_iteration']:8.3f} {row['peak_memory_gib']:9.2f} "
+                f"{row['trainable_parameters']:11d} {row['parameters']:11d}",
+                flush=True,
+            )
+        return
+    if not (args.ckpt and args.reference):
+        parser.error("quality runs need --ckpt and --reference (or pass --speed)")
     names = args.only.split(",") if args.only else list(CONFIGS)
     rows = []
     header = (

@@ -161,8 +161,10 @@ def _fidelity_score(
     residual, fidelity = row["residual_mse"], row["mmd"]
     if residual is None or not math.isfinite(residual):
         return math.inf, fidelity
-    outside = base_fidelity is not None and fidelity is not None and (
-        fidelity > FIDELITY_BAND * base_fidelity
+    outside = (
+        base_fidelity is not None
+        and fidelity is not None
+        and (fidelity > FIDELITY_BAND * base_fidelity)
     )
     if outside:
         return math.inf, fidelity

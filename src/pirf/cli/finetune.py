@@ -155,6 +155,14 @@ def finetune(
         str | None,
         typer.Option("--random-steps", help="Draw N per iteration from these, e.g. 20,40,80."),
     ] = None,
+    checkpointing: Annotated[
+        bool,
+        typer.Option(
+            "--checkpointing",
+            help="Recompute each differentiable step's activations "
+            "in the backward pass (less memory).",
+        ),
+    ] = False,
     fp32_steps: Annotated[
         int | None,
         typer.Option("--fp32-steps", help="Last sampler steps in float32 under bf16; 2."),
@@ -244,6 +252,8 @@ def finetune(
         given["drift_guard"] = None
     if not bf16:
         given["bf16"] = False
+    if checkpointing:
+        given["checkpointing"] = True
     if not resume and (ckpt / "checkpoint.json").is_file():
         # The per-PDE recipe fills in what the user left out (docs/finetune.md).
         pde = read_checkpoint_info(ckpt).pde_name

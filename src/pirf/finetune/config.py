@@ -49,6 +49,7 @@ TRAJECTORY_FIELDS = (
     "ema_halflife",
     "grad_clip",
     "random_steps",
+    "checkpointing",
     "fp32_steps",
     "bf16",
     "seed",
@@ -112,6 +113,10 @@ class FinetuneConfig:
     """Clip the gradient norm of the trainable weights (0 disables)."""
     random_steps: tuple[int, ...] | None = None
     """Draw N per iteration from these (e.g. 20, 40, 80) so one model serves all budgets."""
+    checkpointing: bool = False
+    """Gradient checkpointing of each differentiable sampler step (``draft``,
+    ``draft-lv``): activations are recomputed in the backward pass instead of kept, for
+    large backbones; ``full`` always checkpoints."""
     fp32_steps: int = 2
     """Last sampler steps that run the network in float32 when ``bf16`` is on (CUDA)."""
     bf16: bool = True

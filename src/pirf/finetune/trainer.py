@@ -135,6 +135,8 @@ class PIRFTrainer:
         layout = torch.channels_last if self.channels_last else torch.preserve_format
         self.model = denoiser.to(self.device, memory_format=layout).eval()
         self.scale = float(scale)
+        # A float64 network (tests, references) samples in float64 throughout.
+        self._float64 = any(p.dtype == torch.float64 for p in self.model.parameters())
         self.pretrained = {k: v.clone() for k, v in merged_state(self.model).items()}
         self.frozen = None
         if config.distill_reg > 0:
@@ -201,7 +203,8 @@ class PIRFTrainer:
         key = iteration * self.world + self.rank
         trajectory.manual_seed(unit_seed(cfg.seed, NOISE_STREAM + 1, key))
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
-        return steps, noise.to(self.device, memory_format=layout), trajectory
+        dtype = torch.float64 if self._float64 else torch.float32
+        return steps, noise.to(self.device, dtype, memory_format=layout), trajectory
 
     # ------------------------------------------------------------------------- losses
     def weight_penalty(self) -> torch.Tensor:
@@ -235,8 +238,9 @@ class PIRFTrainer:
             precision=self.precision,
             generator=generator,
             copies=cfg.copies,
+            checkpoint=True if cfg.checkpointing else None,
         )
-        final = run.final.float()
+        final = run.final if self._float64 else run.final.float()
         per_sample = self.loss_fn(final) / self.scale
         finite = torch.isfinite(per_sample)
         bad = int((~finite).sum())
