@@ -11,7 +11,8 @@ For each PDE, under ``OUT/<pde>/``::
     results/ground-truth.json      the held-out data's own numbers and the floors
 
 Every stage is skipped when its file exists, so an interrupted bench resumes where it
-stopped (training stages resume from their own checkpoints where they support it). The
+stopped: base training and PIRF continue from their periodic checkpoints, the short PIDM
+and PG-Diffusion trainings and the sweeps run again from their start. The
 stage graph is printed at the start; ``OUT/report.md``, ``OUT/report.json`` and
 ``OUT/figures/`` are written at the end from the result files.
 """
@@ -37,7 +38,7 @@ from pirf.errors import PirfError
 from pirf.evaluation import evaluate_fields, ground_truth_floor, prepare_reference
 from pirf.evaluation.protocol import headline
 from pirf.models import read_checkpoint_info
-from pirf.training import TrainConfig, train
+from pirf.training import TrainConfig, rundir, train
 
 TEST_SEED = 0
 DATA_SEED = 0
@@ -131,7 +132,7 @@ def _base_stage(ctx: Context) -> Stage:
                 device=ctx.device,
                 progress=ctx.progress,
                 figure_every=0,
-                resume=(out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()),
+                resume=rundir.latest_checkpoint(out) is not None,
             )
         )
 

@@ -44,6 +44,7 @@ from pirf.finetune.config import RECIPES
 from pirf.models import load_checkpoint
 from pirf.sampling import SamplingResult, generate
 from pirf.sampling.from_checkpoint import load_model
+from pirf.training import rundir
 
 VALIDATION_SEED = 2
 """Noise seed of every selection (sweeps, PIRF's best checkpoint); the test seed is 0."""
@@ -407,7 +408,7 @@ class PIRF(Method):
                     eval_seed=VALIDATION_SEED,
                     device=ctx.device,
                     progress=ctx.progress,
-                    resume=(out / "checkpoints").is_dir(),
+                    resume=rundir.latest_checkpoint(out) is not None,
                 )
             )
 
