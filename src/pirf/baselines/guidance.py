@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,13 +37,7 @@ from pirf.errors import PirfError
 from pirf.finetune.reward import admissible_fields
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import Normalisation
-from pirf.sampling.generate import (
-    ProgressFn,
-    SamplingResult,
-    _check_request,
-    default_batch_size,
-)
-from pirf.sampling.noise import initial_noise
+from pirf.sampling.generate import ProgressFn, SamplingResult, sample_in_batches
 from pirf.sampling.precision import FP32, Denoiser, NetworkCall, Precision
 from pirf.sampling.samplers import StepInfo, heun_step, integrate
 from pirf.sampling.schedule import RHO, SIGMA_MAX, SIGMA_MIN, karras_sigmas, noise_levels
@@ -279,62 +272,43 @@ def generate_guided(
     ``nfe_per_sample`` counts forward network evaluations; the backward passes are in the
     extra fields. Samples are returned in model space, float32, on the CPU.
     """
-    shape = tuple(int(side) for side in shape)
-    _check_request(n, shape, batch_size)
     _check_guidance(zeta, guide_fraction, corrections, correction_zeta)
-    device = torch.device(device)
     sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho)
-    if channels_last is None:
-        channels_last = device.type == "cuda"
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    adaptive = batch_size is None
-    size = default_batch_size(shape, device) if batch_size is None else batch_size
-    chunks: list[torch.Tensor] = []
-    result: GuidedResult | None = None
-    done = 0
-    if progress is not None:
-        progress(0, n)
-    start_time = time.perf_counter()
-    while done < n:
-        take = min(size, n - done)
-        noise = initial_noise(take, shape, seed, start=done).to(device, memory_format=layout)
-        try:
-            result = guided_sample(
-                denoiser,
-                noise,
-                sigmas,
-                loss_fn,
-                zeta=zeta,
-                guide_fraction=guide_fraction,
-                corrections=corrections,
-                correction_zeta=correction_zeta,
-                precision=precision,
-            )
-        except torch.cuda.OutOfMemoryError:
-            if not adaptive or take == 1:
-                raise PirfError(
-                    f"out of GPU memory at micro-batch {take}; pass a smaller batch size"
-                ) from None
-            result = None
-        if result is None:  # outside the handler, so the failed attempt's tensors are freed
-            del noise
-            size = max(1, take // 2)
-            torch.cuda.empty_cache()
-            continue
-        samples = result.samples.to("cpu", torch.float32, memory_format=torch.contiguous_format)
-        chunks.append(samples)
-        done += take
-        if progress is not None:
-            progress(done, n)
-    seconds = time.perf_counter() - start_time
-    assert result is not None
+    last: list[GuidedResult] = []
+
+    def run(noise: torch.Tensor) -> torch.Tensor:
+        result = guided_sample(
+            denoiser,
+            noise,
+            sigmas,
+            loss_fn,
+            zeta=zeta,
+            guide_fraction=guide_fraction,
+            corrections=corrections,
+            correction_zeta=correction_zeta,
+            precision=precision,
+        )
+        last[:] = [result]
+        return result.samples
+
+    done = sample_in_batches(
+        run,
+        n,
+        shape,
+        seed,
+        device=device,
+        batch_size=batch_size,
+        channels_last=channels_last,
+        progress=progress,
+    )
+    result = last[0]
     return GuidedSamplingResult(
-        torch.cat(chunks),
+        done.samples,
         steps,
         "heun",
         result.nfe,
-        seconds,
-        size,
+        done.seconds,
+        done.batch_size,
         precision,
         backward_per_sample=result.backward,
         backward_nfe_per_sample=result.backward_nfe,

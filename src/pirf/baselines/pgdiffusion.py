@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -78,11 +77,10 @@ from pirf.sampling import (
     ProgressFn,
     SamplingResult,
     StepInfo,
-    default_batch_size,
-    initial_noise,
     karras_sigmas,
     noise_levels,
 )
+from pirf.sampling.generate import sample_in_batches
 from pirf.sampling.samplers import StepCallback
 from pirf.seeding import unit_generators
 from pirf.training.draws import Draws
@@ -402,63 +400,37 @@ def generate_pg(
     only the speed. The model must already be on ``device``. ``batch_size=None`` chooses a
     micro-batch size and halves it after a CUDA out-of-memory error.
     """
-    shape = tuple(int(side) for side in shape)
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise PirfError(f"the number of samples must be a positive integer, got {n!r}")
-    if len(shape) != 3 or any(side <= 0 for side in shape):
-        raise PirfError(f"the sample shape must be (C, H, W) with positive sizes, got {shape}")
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0
-    ):
-        raise PirfError(f"the batch size must be a positive integer, got {batch_size!r}")
     _check_guidance(guidance_w, step_zeta)
-    device = torch.device(device)
     sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho)
-    adaptive = batch_size is None
-    size = default_batch_size(shape, device) if batch_size is None else batch_size
     nfe = 0
 
     def count(info: StepInfo) -> None:
         nonlocal nfe
         nfe = info.nfe
 
-    chunks: list[torch.Tensor] = []
-    done = 0
-    if progress is not None:
-        progress(0, n)
-    began = time.perf_counter()
-    while done < n:
-        take = min(size, n - done)
-        noise = initial_noise(take, shape, seed, start=done).to(device)
-        try:
-            x = pg_sample(
-                model,
-                noise,
-                sigmas,
-                pde,
-                normalisation,
-                guidance_w=guidance_w,
-                step_zeta=step_zeta,
-                callback=count,
-            )
-            chunk = x.to("cpu")
-        except torch.cuda.OutOfMemoryError:
-            if not adaptive or take == 1:
-                raise PirfError(
-                    f"out of GPU memory at micro-batch {take}; pass a smaller batch size"
-                ) from None
-            chunk = None
-        if chunk is None:  # outside the handler, so the failed attempt's tensors are freed
-            del noise
-            size = max(1, take // 2)
-            torch.cuda.empty_cache()
-            continue
-        chunks.append(chunk)
-        done += take
-        if progress is not None:
-            progress(done, n)
-    seconds = time.perf_counter() - began
-    return SamplingResult(torch.cat(chunks), steps, "heun", nfe, seconds, size, FP32)
+    def run(noise: torch.Tensor) -> torch.Tensor:
+        return pg_sample(
+            model,
+            noise,
+            sigmas,
+            pde,
+            normalisation,
+            guidance_w=guidance_w,
+            step_zeta=step_zeta,
+            callback=count,
+        )
+
+    done = sample_in_batches(
+        run,
+        n,
+        shape,
+        seed,
+        device=device,
+        batch_size=batch_size,
+        channels_last=False,
+        progress=progress,
+    )
+    return SamplingResult(done.samples, steps, "heun", nfe, done.seconds, done.batch_size, FP32)
 
 
 # --------------------------------------------------------------------------- training

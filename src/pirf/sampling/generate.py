@@ -68,6 +68,71 @@ def _check_request(n: int, shape: tuple[int, ...], batch_size: int | None) -> No
         raise PirfError(f"the batch size must be a positive integer, got {batch_size!r}")
 
 
+@dataclass(frozen=True)
+class Batched:
+    """What :func:`sample_in_batches` returns: the samples and the sampling facts."""
+
+    samples: torch.Tensor
+    seconds: float
+    batch_size: int
+
+
+def sample_in_batches(
+    run: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    shape: tuple[int, int, int],
+    seed: int,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int | None = None,
+    channels_last: bool | None = None,
+    progress: ProgressFn | None = None,
+) -> Batched:
+    """Apply ``run(noise) -> samples`` to the seeded unit noise of samples ``0 .. n-1``, in
+    micro-batches; the loop every sampler of pirf (plain, guided, conditioned) shares.
+
+    ``batch_size=None`` starts from :func:`default_batch_size` and halves it after a CUDA
+    out-of-memory error until a micro-batch fits; an explicit size is used as given.
+    ``channels_last`` (default: on CUDA) hands ``run`` channels-last noise. Samples come
+    back float32, contiguous, on the CPU; ``progress(done, n)`` is called at the start and
+    after every micro-batch.
+    """
+    shape = tuple(int(side) for side in shape)
+    _check_request(n, shape, batch_size)
+    device = torch.device(device)
+    if channels_last is None:
+        channels_last = device.type == "cuda"
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    adaptive = batch_size is None
+    size = default_batch_size(shape, device) if batch_size is None else batch_size
+    chunks: list[torch.Tensor] = []
+    done = 0
+    if progress is not None:
+        progress(0, n)
+    start_time = time.perf_counter()
+    while done < n:
+        take = min(size, n - done)
+        noise = initial_noise(take, shape, seed, start=done).to(device, memory_format=layout)
+        try:
+            chunk = run(noise).to("cpu", torch.float32, memory_format=torch.contiguous_format)
+        except torch.cuda.OutOfMemoryError:
+            if not adaptive or take == 1:
+                raise PirfError(
+                    f"out of GPU memory at micro-batch {take}; pass a smaller batch size"
+                ) from None
+            chunk = None
+        if chunk is None:  # outside the handler, so the failed attempt's tensors are freed
+            del noise
+            size = max(1, take // 2)
+            torch.cuda.empty_cache()
+            continue
+        chunks.append(chunk)
+        done += take
+        if progress is not None:
+            progress(done, n)
+    return Batched(torch.cat(chunks), time.perf_counter() - start_time, size)
+
+
 def generate(
     denoiser: Denoiser,
     n: int,
@@ -88,53 +153,30 @@ def generate(
     """``n`` samples of ``shape`` ``(C, H, W)`` from seed ``seed``, ``steps`` sampler steps.
 
     The denoiser must already be on ``device`` (and in eval mode, if it is a module).
-    ``batch_size=None`` chooses a micro-batch size (:func:`default_batch_size`) and halves
-    it after a CUDA out-of-memory error until a micro-batch fits; an explicit size is used
-    as given. ``channels_last`` (default: on CUDA) hands the network channels-last
-    tensors, the fast layout for convolutions on tensor cores. ``progress(done, n)`` is
-    called at the start and after every micro-batch.
+    Micro-batching, out-of-memory halving, ``channels_last`` and ``progress`` are those of
+    :func:`sample_in_batches`.
     """
-    shape = tuple(int(side) for side in shape)
-    _check_request(n, shape, batch_size)
     step_function(method)
-    device = torch.device(device)
     sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho)
-    if channels_last is None:
-        channels_last = device.type == "cuda"
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    adaptive = batch_size is None
-    size = default_batch_size(shape, device) if batch_size is None else batch_size
     nfe = 0
 
     def count(info: StepInfo) -> None:
         nonlocal nfe
         nfe = info.nfe
 
-    chunks: list[torch.Tensor] = []
-    done = 0
-    if progress is not None:
-        progress(0, n)
-    start_time = time.perf_counter()
-    while done < n:
-        take = min(size, n - done)
-        noise = initial_noise(take, shape, seed, start=done).to(device, memory_format=layout)
-        try:
-            x = sample(denoiser, noise, sigmas, method=method, precision=precision, callback=count)
-            chunk = x.to("cpu", memory_format=torch.contiguous_format)
-        except torch.cuda.OutOfMemoryError:
-            if not adaptive or take == 1:
-                raise PirfError(
-                    f"out of GPU memory at micro-batch {take}; pass a smaller batch size"
-                ) from None
-            chunk = None
-        if chunk is None:  # outside the handler, so the failed attempt's tensors are freed
-            del noise
-            size = max(1, take // 2)
-            torch.cuda.empty_cache()
-            continue
-        chunks.append(chunk)
-        done += take
-        if progress is not None:
-            progress(done, n)
-    seconds = time.perf_counter() - start_time
-    return SamplingResult(torch.cat(chunks), steps, method, nfe, seconds, size, precision)
+    def run(noise: torch.Tensor) -> torch.Tensor:
+        return sample(denoiser, noise, sigmas, method=method, precision=precision, callback=count)
+
+    done = sample_in_batches(
+        run,
+        n,
+        shape,
+        seed,
+        device=device,
+        batch_size=batch_size,
+        channels_last=channels_last,
+        progress=progress,
+    )
+    return SamplingResult(
+        done.samples, steps, method, nfe, done.seconds, done.batch_size, precision
+    )
