@@ -44,16 +44,12 @@ import torch
 from torch import nn
 
 from pirf.baselines.pidm import (
-    CHECKPOINT,
-    LR_FINAL_RATIO,
     check_positive,
     check_run,
-    final_means,
     load_base,
     optimise,
+    save_baseline,
     training_data,
-    warmup_iterations,
-    write_summary,
 )
 from pirf.devices import resolve_device
 from pirf.errors import PirfError
@@ -63,7 +59,6 @@ from pirf.models import (
     edm_coefficients,
     loss_weight,
     register_backbone,
-    save_checkpoint,
 )
 from pirf.models.layers import Conv2d
 from pirf.models.unet import UNet, UNetConfig
@@ -508,55 +503,22 @@ def pgdiffusion_train(config: PGDiffusionConfig) -> dict[str, Any]:
         device=device,
         progress=config.progress,
     )
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    info = base.checkpoint.info
-    training = {
-        **config.to_json(),
-        "warmup": warmup_iterations(config.iters),
-        "lr_final_ratio": LR_FINAL_RATIO,
-        "grad_clip": GRAD_CLIP,
-    }
-    save_checkpoint(
-        out / CHECKPOINT,
+    return save_baseline(
+        "pg-diffusion",
+        config,
         model,
-        pde=info.pde,
-        normalisation=base.normalisation,
-        resolution=base.resolution,
-        training={k: v for k, v in training.items() if k not in ("progress", "device")},
-        counters={
-            "iteration": config.iters,
-            "samples": config.iters * config.batch,
-            "seconds": run.seconds,
+        None,
+        base,
+        data,
+        run,
+        details={
+            "condition": "residual gradient / (rms + eps)",
+            "condition_eps": CONDITION_EPS,
         },
-        extra={
-            **info.extra,
-            "baseline": "pg-diffusion",
-            "pg_diffusion": {
-                "base": str(config.ckpt),
-                "base_sha256": base.sha256,
-                "base_training": info.training,
-                "data": data.record,
-                "condition": "residual gradient / (rms + eps)",
-                "condition_eps": CONDITION_EPS,
-            },
-        },
-        overwrite=True,
+        summary={"drop_prob": config.drop_prob},
+        device=device,
+        training={"grad_clip": GRAD_CLIP},
     )
-    summary: dict[str, Any] = {
-        "baseline": "pg-diffusion",
-        "out": str(out),
-        "checkpoint": str(out / CHECKPOINT),
-        "iterations": config.iters,
-        "seconds": run.seconds,
-        "seconds_per_iteration": run.seconds / config.iters,
-        **final_means(run.history),
-        "drop_prob": config.drop_prob,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "device": str(device),
-    }
-    write_summary(out, summary)
-    return summary
 
 
 __all__ = [

@@ -273,6 +273,74 @@ def write_summary(out: Path, summary: dict[str, Any]) -> None:
     (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
 
 
+def save_baseline(
+    name: str,
+    config: Any,
+    model: nn.Module,
+    ema: nn.Module | None,
+    base: BaseModel,
+    data: TrainingData,
+    run: Optimisation,
+    *,
+    details: dict[str, Any],
+    summary: dict[str, Any],
+    device: torch.device,
+    training: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write a trained baseline's ``OUT/checkpoint`` (the base model's format, with
+    ``extra["baseline"] = name``) and ``OUT/summary.json``; returns the summary."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    info = base.checkpoint.info
+    record = {
+        **config.to_json(),
+        "warmup": warmup_iterations(config.iters),
+        "lr_final_ratio": LR_FINAL_RATIO,
+        **(training or {}),
+    }
+    key = name.replace("-", "_")
+    save_checkpoint(
+        out / CHECKPOINT,
+        model,
+        ema=ema,
+        pde=info.pde,
+        normalisation=base.normalisation,
+        resolution=base.resolution,
+        training={k: v for k, v in record.items() if k not in ("progress", "device")},
+        counters={
+            "iteration": config.iters,
+            "samples": config.iters * config.batch,
+            "seconds": run.seconds,
+        },
+        extra={
+            **info.extra,
+            "baseline": name,
+            key: {
+                "base": str(config.ckpt),
+                "base_sha256": base.sha256,
+                "base_training": info.training,
+                "data": data.record,
+                **details,
+            },
+        },
+        overwrite=True,
+    )
+    result: dict[str, Any] = {
+        "baseline": name,
+        "out": str(out),
+        "checkpoint": str(out / CHECKPOINT),
+        "iterations": config.iters,
+        "seconds": run.seconds,
+        "seconds_per_iteration": run.seconds / config.iters,
+        **final_means(run.history),
+        **summary,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "device": str(device),
+    }
+    write_summary(out, result)
+    return result
+
+
 # --------------------------------------------------------------------------- the PIDM loss
 def _working_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -499,55 +567,18 @@ def pidm_finetune(config: PIDMConfig) -> dict[str, Any]:
         ema=ema,
         progress=config.progress,
     )
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    counters = {
-        "iteration": config.iters,
-        "samples": config.iters * config.batch,
-        "seconds": run.seconds,
-    }
-    training = {
-        **config.to_json(),
-        "warmup": warmup_iterations(config.iters),
-        "lr_final_ratio": LR_FINAL_RATIO,
-    }
-    info = base.checkpoint.info
-    save_checkpoint(
-        out / CHECKPOINT,
+    return save_baseline(
+        "pidm",
+        config,
         model,
-        ema=ema.model,
-        pde=info.pde,
-        normalisation=base.normalisation,
-        resolution=base.resolution,
-        training={k: v for k, v in training.items() if k not in ("progress", "device")},
-        counters=counters,
-        extra={
-            **info.extra,
-            "baseline": "pidm",
-            "pidm": {
-                "base": str(config.ckpt),
-                "base_sha256": base.sha256,
-                "base_training": info.training,
-                "data": data.record,
-            },
-        },
-        overwrite=True,
+        ema.model,
+        base,
+        data,
+        run,
+        details={},
+        summary={"estimate": config.estimate, "residual_weight": config.residual_weight},
+        device=device,
     )
-    summary: dict[str, Any] = {
-        "baseline": "pidm",
-        "out": str(out),
-        "checkpoint": str(out / CHECKPOINT),
-        "iterations": config.iters,
-        "seconds": run.seconds,
-        "seconds_per_iteration": run.seconds / config.iters,
-        **final_means(run.history),
-        "estimate": config.estimate,
-        "residual_weight": config.residual_weight,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "device": str(device),
-    }
-    write_summary(out, summary)
-    return summary
 
 
 __all__ = [
@@ -563,6 +594,7 @@ __all__ = [
     "optimise",
     "pidm_finetune",
     "pidm_loss",
+    "save_baseline",
     "sub_schedule",
     "training_data",
 ]
