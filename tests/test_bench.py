@@ -88,3 +88,33 @@ def test_pirf_bar_compares_at_equal_or_higher_cost_and_checks_fidelity():
     rows[1] = _row("diffusionpde", 0.5, 1.0)
     rows[2] = _row("pirf", 0.1, 1.6)  # fidelity outside 1.5x the base's
     assert not pirf_bar(rows, base)["met"]
+
+
+def test_method_options_reach_the_sweeps_and_reject_unknown_keys():
+    from pirf.baselines.guidance import sweep_grid
+    from pirf.cli.bench import parse_method_options
+
+    options = parse_method_options(["diffusionpde.zeta=[0, 1e-4]", "pidm.residual_weight=1e-3"])
+    assert options == {"diffusionpde": {"zeta": [0, 1e-4]}, "pidm": {"residual_weight": 1e-3}}
+    grid = sweep_grid("diffusionpde", options["diffusionpde"])
+    assert [s["zeta"] for s in grid] == [0, 1e-4]
+    assert sweep_grid("cocogen", {"zeta": 1e-5, "corrections": [1, 3]}) == [
+        {"zeta": 1e-5, "guide_fraction": 0.2, "corrections": 1},
+        {"zeta": 1e-5, "guide_fraction": 0.2, "corrections": 3},
+    ]
+
+
+def test_bench_rejects_an_option_for_a_method_it_does_not_run(tmp_path, capsys):
+    args = [
+        "bench",
+        "--out",
+        str(tmp_path / "x"),
+        "--pdes",
+        "poisson",
+        "--methods",
+        "pirf",
+        "--method-option",
+        "pidm.residual_weight=1e-3",
+    ]
+    assert main(args) == 2
+    assert "pidm" in capsys.readouterr().err

@@ -336,14 +336,19 @@ a sweep never selects something worse than it on the validation seeds.
 """
 
 
-def sweep_grid(method: str) -> list[dict[str, Any]]:
+def sweep_grid(method: str, overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Candidate settings of ``method`` (a key of :data:`METHODS`): every combination of
     its sweep axes, in order, without repeats of the base model (a zero step makes the
-    corrections no-ops, so CoCoGen's ``zeta = 0`` appears once)."""
+    corrections no-ops, so CoCoGen's ``zeta = 0`` appears once). ``overrides`` replaces
+    settings: a value fixes one, a tuple or list makes it an axis."""
     try:
-        settings = METHODS[method]
+        settings = dict(METHODS[method])
     except KeyError:
         raise PirfError(f"unknown baseline '{method}'; use one of {', '.join(METHODS)}") from None
+    for key, value in (overrides or {}).items():
+        if key not in ("zeta", "guide_fraction", "corrections", "correction_zeta"):
+            raise PirfError(f"{method} has no setting '{key}'")
+        settings[key] = tuple(value) if isinstance(value, list) else value
     axes = {key: value if isinstance(value, tuple) else (value,) for key, value in settings.items()}
     grid: list[dict[str, Any]] = []
     for values in itertools.product(*axes.values()):

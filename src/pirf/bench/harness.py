@@ -204,7 +204,13 @@ def _ground_truth_stage(ctx: Context, reference: Callable) -> Stage:
 
 
 def _context(
-    out: Path, pde: str, preset: BenchPreset, device: str, progress: bool, steps: Sequence[int]
+    out: Path,
+    pde: str,
+    preset: BenchPreset,
+    device: str,
+    progress: bool,
+    steps: Sequence[int],
+    options: dict[str, dict[str, Any]],
 ) -> Context:
     folder = out / pde
     data = folder / "data"
@@ -219,6 +225,7 @@ def _context(
         device=device,
         progress=progress,
         sweep_steps=20 if 20 in steps else steps[0],
+        options=options,
     )
 
 
@@ -259,14 +266,24 @@ def run_bench(
     progress: bool = True,
     say: Say | None = None,
     command: str = "",
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the comparison; returns the report (also ``OUT/report.json``)."""
+    """Run (or resume) the comparison; returns the report (also ``OUT/report.json``).
+
+    ``options`` maps a method to settings of its configuration or sweep (e.g.
+    ``{"pidm": {"residual_weight": 1e-3}}``); a stage already done is not rerun when they
+    change, so give changed settings a new ``out``.
+    """
+    options = options or {}
+    for method in options:
+        if method not in methods or method == "base":
+            raise PirfError(f"--method-option names '{method}', which this bench does not run")
     out = Path(out)
     say = say or (lambda text: None)
     if out.exists() and not out.is_dir():
         raise PirfError(f"--out {out} is a file; give a directory")
     out.mkdir(parents=True, exist_ok=True)
-    contexts = [_context(out, pde, preset, device, progress, steps) for pde in pdes]
+    contexts = [_context(out, pde, preset, device, progress, steps, options) for pde in pdes]
     graph = {ctx.pde_name: plan(ctx, methods, steps) for ctx in contexts}
     say(f"stage graph ({sum(len(s) for s in graph.values())} stages; done ones are skipped):")
     for pde, stages in graph.items():

@@ -78,7 +78,12 @@ class Context:
     device: str
     progress: bool
     sweep_steps: int
+    options: dict[str, dict[str, Any]] | None = None
+    """Per-method settings from ``--method-option METHOD.KEY=VALUE``."""
     _models: dict | None = None
+
+    def option(self, method: str) -> dict[str, Any]:
+        return dict((self.options or {}).get(method, {}))
 
     def model(self, checkpoint: Path) -> Any:
         """A loaded checkpoint (EMA weights for sampling), cached."""
@@ -130,6 +135,14 @@ class Method:
     def cost(self, ctx: Context) -> dict[str, Any]:
         """Preparation cost (seconds of training and selection) read from its outputs."""
         return {}
+
+
+def configure(kind: type, method: str, **values: Any) -> Any:
+    """``kind(**values)``, with a one-line error naming an option the method lacks."""
+    try:
+        return kind(**values)
+    except TypeError as error:
+        raise PirfError(f"--method-option {method}: {error}") from None
 
 
 def _seconds(path: Path, key: str = "seconds") -> float | None:
@@ -246,7 +259,7 @@ class Guided(Method):
         path = self._setting_file(ctx)
 
         def run() -> None:
-            grid = guidance.sweep_grid(self.name)
+            grid = guidance.sweep_grid(self.name, ctx.option(self.name))
             result = _sweep(
                 ctx,
                 grid,
@@ -281,15 +294,21 @@ class PIDM(Method):
         out = self._run(ctx)
 
         def run() -> None:
+            settings = {
+                "iters": ctx.preset.baseline_iters,
+                "batch": ctx.preset.baseline_batch,
+                **ctx.option(self.name),
+            }
             pidm_finetune(
-                PIDMConfig(
+                configure(
+                    PIDMConfig,
+                    self.name,
                     ckpt=ctx.base,
                     data=ctx.train,
                     out=out,
-                    iters=ctx.preset.baseline_iters,
-                    batch=ctx.preset.baseline_batch,
                     device=ctx.device,
                     progress=ctx.progress,
+                    **settings,
                 )
             )
 
@@ -319,6 +338,21 @@ class PGDiffusion(Method):
             cache[key] = load_checkpoint(self._run(ctx) / "checkpoint", device=ctx.device).model
         return cache[key]
 
+    def _train_options(self, ctx: Context) -> dict[str, Any]:
+        return {k: v for k, v in ctx.option(self.name).items() if k not in PG_GRID[0]}
+
+    def _grid(self, ctx: Context) -> list[dict[str, Any]]:
+        """:data:`PG_GRID`, with ``guidance_w`` / ``step_zeta`` options as values or axes."""
+        chosen = {k: v for k, v in ctx.option(self.name).items() if k in PG_GRID[0]}
+        axes = {
+            key: sorted({s[key] for s in PG_GRID}) if key not in chosen else chosen[key]
+            for key in PG_GRID[0]
+        }
+        axes = {k: v if isinstance(v, list | tuple) else [v] for k, v in axes.items()}
+        return [
+            {"guidance_w": w, "step_zeta": z} for w in axes["guidance_w"] for z in axes["step_zeta"]
+        ]
+
     def _generate(self, ctx: Context, setting: dict, steps: int, n: int, seed: int):
         base = ctx.model(ctx.base)
         return generate_pg(
@@ -338,19 +372,24 @@ class PGDiffusion(Method):
 
         def train() -> None:
             pgdiffusion_train(
-                PGDiffusionConfig(
+                configure(
+                    PGDiffusionConfig,
+                    self.name,
                     ckpt=ctx.base,
                     data=ctx.train,
                     out=out,
-                    iters=ctx.preset.baseline_iters,
-                    batch=ctx.preset.baseline_batch,
                     device=ctx.device,
                     progress=ctx.progress,
+                    **{
+                        "iters": ctx.preset.baseline_iters,
+                        "batch": ctx.preset.baseline_batch,
+                        **self._train_options(ctx),
+                    },
                 )
             )
 
         def sweep() -> None:
-            grid = [dict(s) for s in PG_GRID]
+            grid = self._grid(ctx)
             result = _sweep(
                 ctx,
                 grid,
@@ -395,20 +434,25 @@ class PIRF(Method):
 
         def run() -> None:
             finetune(
-                FinetuneConfig(
-                    **RECIPES.get(ctx.pde_name, {}),
+                configure(
+                    FinetuneConfig,
+                    self.name,
                     ckpt=ctx.base,
                     out=out,
                     reference=ctx.val,
-                    iters=iters,
-                    batch=ctx.preset.tune_batch,
-                    eval_every=max(1, iters // 3),
-                    eval_n=ctx.preset.n_select,
                     eval_steps=(ctx.sweep_steps,),
                     eval_seed=VALIDATION_SEED,
                     device=ctx.device,
                     progress=ctx.progress,
                     resume=rundir.latest_checkpoint(out) is not None,
+                    **{
+                        **RECIPES.get(ctx.pde_name, {}),
+                        "iters": iters,
+                        "batch": ctx.preset.tune_batch,
+                        "eval_every": max(1, iters // 3),
+                        "eval_n": ctx.preset.n_select,
+                        **ctx.option(self.name),
+                    },
                 )
             )
 

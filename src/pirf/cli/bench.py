@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -15,6 +16,22 @@ from pirf.bench.presets import resolve_preset
 from pirf.cli._common import console, console_err, emit_json
 from pirf.cli.finetune import parse_steps
 from pirf.errors import PirfError
+
+
+def parse_method_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``["pidm.residual_weight=1e-3", ...]`` -> ``{"pidm": {"residual_weight": 0.001}}``."""
+    options: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        name, sep, raw = item.partition("=")
+        method, dot, key = name.partition(".")
+        if not (sep and dot and method and key):
+            raise PirfError(f"--method-option expects METHOD.KEY=VALUE, got '{item}'")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        options.setdefault(method.strip(), {})[key.strip()] = value
+    return options
 
 
 def bench(
@@ -57,6 +74,14 @@ def bench(
     baseline_batch: Annotated[
         int | None, typer.Option("--baseline-batch", help="PIDM / PG-Diffusion batch.")
     ] = None,
+    method_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method-option",
+            help="METHOD.KEY=VALUE (JSON value; a list is a sweep "
+            "axis), e.g. pidm.residual_weight=1e-3; repeat.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Run the baselines and PIRF on the benchmarks; write report.md, report.json, figures."""
@@ -86,6 +111,7 @@ def bench(
         progress=not as_json,
         say=None if as_json else lambda text: console_err.print(text, highlight=False),
         command="pirf " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "",
+        options=parse_method_options(method_option),
     )
     if as_json:
         emit_json(report)
