@@ -191,3 +191,12 @@ def test_progress_reports_every_chunk(tmp_path):
         "toy", 5, 8, 0, tmp_path / "p.h5", batch_size=2, progress=lambda d, t: calls.append((d, t))
     )
     assert calls == [(0, 5), (2, 5), (4, 5), (5, 5)]
+
+
+def test_splits_make_missing_parent_folders_and_leave_none_when_refused(tmp_path):
+    out = tmp_path / "a" / "b"
+    pirf.data.generate_splits("toy", {"train": 2, "test": 2}, 8, 0, out)
+    assert sorted(p.name for p in out.iterdir()) == ["test.h5", "train.h5"]
+    with pytest.raises(PirfError):
+        pirf.data.generate_splits("toy", {"train": 2}, 8, 0, tmp_path / "c" / "d", batch_size=0)
+    assert not (tmp_path / "c").exists()

@@ -241,8 +241,9 @@ def generate_splits(
     """Generate ``out_dir/<split>.h5`` for each ``{split: n}`` in ``sizes`` from one seed.
 
     The splits draw from disjoint seed streams, so no sample appears in two of them.
-    ``out_dir`` is created if needed (after every check has passed) and removed again if a
-    failure leaves it empty. ``progress(split)`` may return a per-file progress callback.
+    ``out_dir`` and its missing parents are created if needed (after every check has
+    passed) and removed again if a failure leaves them empty. ``progress(split)`` may
+    return a per-file progress callback.
     """
     if not sizes:
         raise PirfError("give at least one split size")
@@ -255,13 +256,15 @@ def generate_splits(
     directory = Path(out_dir)
     if directory.exists() and not directory.is_dir():
         raise PirfError(f"{directory} exists and is not a directory")
-    if not directory.parent.is_dir():
-        raise PirfError(f"directory {directory.parent} does not exist; create it first")
-    created = not directory.exists()
+    for ancestor in directory.parents:
+        if ancestor.exists() and not ancestor.is_dir():
+            raise PirfError(f"{ancestor} exists and is not a directory")
+    # Like mkdir -p: every missing folder is made, and removed again if nothing is written.
+    created = [p for p in (directory, *directory.parents) if not p.exists()]
     if not created:
         for split in sizes:
             check_destination(directory / f"{split}.h5", force=force)
-    directory.mkdir(exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     summaries: dict[str, GenerationSummary] = {}
     try:
         for split, n in sizes.items():
@@ -277,8 +280,9 @@ def generate_splits(
                 progress(split) if progress is not None else None,
             )
     finally:
-        if created and not any(directory.iterdir()):
-            directory.rmdir()
+        for folder in created:  # innermost first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
     return summaries
 
 
