@@ -45,11 +45,16 @@ CONFIGS: dict[str, dict] = {
     "full-top": {"mode": "full", "trainable": "top"},
     "full-all": {"mode": "full", "trainable": "all"},
     "k2-top-ckpt": {"truncation": 2, "trainable": "top", "checkpointing": True},
+    "k2-top1": {"truncation": 2, "trainable": "top", "top_blocks": 1},
+    "k2-top-lr3e-5": {"truncation": 2, "trainable": "top", "lr_factor": 0.3},
+    "k2-top-lr3e-4": {"truncation": 2, "trainable": "top", "lr_factor": 3.0},
+    "k3-top": {"truncation": 3, "trainable": "top"},
     "k2-top-distill": {"truncation": 2, "trainable": "top", "weight_reg": 0.0, "distill_reg": 1.0},
     "k2-all-distill": {"truncation": 2, "trainable": "all", "weight_reg": 0.0, "distill_reg": 1.0},
 }
-"""Name -> FinetuneConfig changes. LoRA's factors start at zero and move more slowly, so
-its learning rate is 10x (a usual LoRA setting)."""
+"""Name -> FinetuneConfig changes; ``lr_factor`` multiplies ``--lr``. LoRA's factors start
+at zero and move more slowly, so its learning rate is 10x (a usual LoRA setting). The
+``top1`` / ``lr`` / ``k3`` rows study the recipe's knobs one at a time."""
 
 
 def saved_bytes(config_kwargs: dict, ckpt: str, device: str) -> int:
