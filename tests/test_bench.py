@@ -56,6 +56,12 @@ def test_bench_poisson_base_diffusionpde_pirf_end_to_end(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "todo" not in err
     assert (out / "poisson" / "results" / "pirf-20.json").stat().st_mtime_ns == stamp
+    # --report-only runs nothing, even for a method never prepared, and reports what exists.
+    with_pidm = [a if a != "base,diffusionpde,pirf" else "base,pidm,pirf" for a in args]
+    assert main([*with_pidm, "--report-only"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [r["method"] for r in report["pdes"]["poisson"]["rows"]] == ["base", "pirf"]
+    assert not (out / "poisson" / "pidm").exists()
 
 
 def test_bench_rejects_unknown_names(tmp_path, capsys):

@@ -267,12 +267,14 @@ def run_bench(
     say: Say | None = None,
     command: str = "",
     options: dict[str, dict[str, Any]] | None = None,
+    report_only: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) the comparison; returns the report (also ``OUT/report.json``).
 
     ``options`` maps a method to settings of its configuration or sweep (e.g.
     ``{"pidm": {"residual_weight": 1e-3}}``); a stage already done is not rerun when they
-    change, so give changed settings a new ``out``.
+    change, so give changed settings a new ``out``. ``report_only`` runs no stage and
+    writes the report from the results already on disk.
     """
     options = options or {}
     for method in options:
@@ -282,6 +284,8 @@ def run_bench(
     say = say or (lambda text: None)
     if out.exists() and not out.is_dir():
         raise PirfError(f"--out {out} is a file; give a directory")
+    if report_only and not out.is_dir():
+        raise PirfError(f"--report-only: {out} holds no bench to report on")
     out.mkdir(parents=True, exist_ok=True)
     contexts = [_context(out, pde, preset, device, progress, steps, options) for pde in pdes]
     graph = {ctx.pde_name: plan(ctx, methods, steps) for ctx in contexts}
@@ -292,7 +296,7 @@ def run_bench(
     began = time.perf_counter()
     for pde, stages in graph.items():
         for stage in stages:
-            if stage.done:
+            if stage.done or report_only:
                 continue
             say(f"{pde}: {stage.name}")
             mark = time.perf_counter()

@@ -82,6 +82,10 @@ def bench(
             "axis), e.g. pidm.residual_weight=1e-3; repeat.",
         ),
     ] = None,
+    report_only: Annotated[
+        bool,
+        typer.Option("--report-only", help="Run nothing; report what is already done."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Run the baselines and PIRF on the benchmarks; write report.md, report.json, figures."""
@@ -112,6 +116,7 @@ def bench(
         say=None if as_json else lambda text: console_err.print(text, highlight=False),
         command="pirf " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "",
         options=parse_method_options(method_option),
+        report_only=report_only,
     )
     if as_json:
         emit_json(report)
