@@ -42,6 +42,7 @@ CONFIGS: dict[str, dict] = {
     "k2-top": {"truncation": 2, "trainable": "top"},
     "k2-all": {"truncation": 2, "trainable": "all"},
     "k2-lora": {"truncation": 2, "trainable": "lora", "lr_factor": 10.0},
+    "k2-lora-lr1x": {"truncation": 2, "trainable": "lora"},
     "full-top": {"mode": "full", "trainable": "top"},
     "full-all": {"mode": "full", "trainable": "all"},
     "k2-top-ckpt": {"truncation": 2, "trainable": "top", "checkpointing": True},
