@@ -230,7 +230,9 @@ def _context(
 
 
 def plan(ctx: Context, methods: list[str], steps: Sequence[int]) -> list[Stage]:
-    """The stages of one PDE, in order."""
+    """The stages of one PDE, in order: data, base model, ground truth, then one method
+    after the other (base and PIRF first), each prepared and evaluated before the next, so
+    an interrupted or partial bench already holds complete rows."""
     cache: dict[str, Any] = {}
 
     def reference() -> Any:
@@ -245,13 +247,11 @@ def plan(ctx: Context, methods: list[str], steps: Sequence[int]) -> list[Stage]:
                 data.close()
         return cache["prepared"]
 
-    stages = [_data_stage(ctx), _base_stage(ctx)]
-    for method in methods:
+    stages = [_data_stage(ctx), _base_stage(ctx), _ground_truth_stage(ctx, reference)]
+    first = [m for m in ("base", "pirf") if m in methods]
+    for method in first + [m for m in methods if m not in first]:
         stages.extend(METHODS[method].stages(ctx))
-    stages.append(_ground_truth_stage(ctx, reference))
-    for method in methods:
-        for count in steps:
-            stages.append(_evaluation_stage(ctx, method, count, reference))
+        stages.extend(_evaluation_stage(ctx, method, count, reference) for count in steps)
     return stages
 
 
