@@ -1,0 +1,63 @@
+"""A failing run is stopped by its guards, and ``best/`` keeps the weights it judged good."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pirf.finetune import finetune
+from tests.finetune.test_run import config, make_base
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return make_base(tmp_path_factory)
+
+
+def test_a_diverging_run_is_stopped_by_the_drift_guard(base, tmp_path):
+    # A learning rate 1000x the recipe's makes the loss climb; the drift guard trips after
+    # its 20-iteration grace, long before the 200 iterations asked for.
+    summary = finetune(
+        config(
+            base,
+            tmp_path / "run",
+            iters=200,
+            lr=1.0,
+            warmup=0,
+            eval_every=10,
+            fidelity_band=None,
+            drift_guard=1.5,
+            grad_clip=0.0,
+            weight_reg=0.0,
+        )
+    )
+    assert summary["stopped"] is not None
+    assert summary["stopped"]["reason"].startswith("drift guard")
+    assert 20 < summary["iterations"] < 200
+    assert summary["completed"]  # a stopped run is final: no --resume needed
+    assert (tmp_path / "run" / "checkpoint" / "checkpoint.json").is_file()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert records[-1]["kind"] == "eval"  # the stopping iteration was evaluated
+
+
+def test_the_fidelity_guard_stops_a_run_whose_samples_leave_the_band(base, tmp_path):
+    # A band barely above 1 with a learning rate that changes the samples at once.
+    summary = finetune(
+        config(
+            base,
+            tmp_path / "run",
+            iters=40,
+            lr=0.3,
+            warmup=0,
+            eval_every=2,
+            fidelity_band=1.0001,
+            drift_guard=None,
+            weight_reg=0.0,
+        )
+    )
+    assert summary["stopped"]["reason"].startswith("fidelity guard")
+    assert summary["iterations"] < 40
+    best = summary["best"]
+    limit = 1.0001 * summary["base"]["fidelity"]["mmd"]
+    assert best is None or best["mmd"] <= limit  # best/ only ever inside the band
