@@ -174,7 +174,11 @@ def write_report(
         "",
         f"Preset `{preset['name']}`; {preset['n_eval']} samples per method and budget on the "
         f"test seeds ({settings['test_seed']}); selections on validation seeds; "
-        f"{settings['seconds']:.0f} s for this invocation on {settings['device']}.",
+        + (
+            "written from the results on disk."
+            if settings.get("report_only")
+            else f"{settings['seconds']:.0f} s for this invocation on {settings['device']}."
+        ),
         "",
     ]
     if settings.get("command"):
