@@ -313,6 +313,8 @@ def run_bench(
         "command": command,
         "test_seed": TEST_SEED,
         "data_seed": DATA_SEED,
+        "method_options": options,
+        "report_only": report_only,
     }
     return write_report(out, contexts, methods, list(steps), settings)
 
