@@ -75,7 +75,7 @@ def _table(pde: str, truth: dict[str, Any] | None, rows: list[dict[str, Any]]) -
     lines = [
         f"### {pde}",
         "",
-        "| method | steps | residual MSE | median | p90 | MAE | consistency | MMD (floor) "
+        "| method | steps | residual MSE | median | p90 | MAE | consistency | joint MMD (floor) "
         "| spectrum err. | diversity | NFE fwd+bwd | s/sample | preparation s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -148,7 +148,7 @@ def _figures(ctx: Context, rows: list[dict[str, Any]], folder: Path) -> list[str
         axis.legend(fontsize=7)
     nfe_axis.set_xscale("log")
     nfe_axis.set_xlabel("network passes per sample (forward + backward)", fontsize=8)
-    fidelity_axis.set_xlabel("field MMD to held-out data (lower is closer)", fontsize=8)
+    fidelity_axis.set_xlabel("joint MMD to held-out data (lower is closer)", fontsize=8)
     figure.suptitle(
         f"{ctx.pde_name}: residual against sampling cost and against fidelity", fontsize=9
     )
