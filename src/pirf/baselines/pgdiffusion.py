@@ -51,6 +51,12 @@ from pirf.baselines.pidm import (
     save_baseline,
     training_data,
 )
+from pirf.baselines.pidm import (
+    per_sample_sigma as _per_sample,
+)
+from pirf.baselines.pidm import (
+    working_dtype as _working_dtype,
+)
 from pirf.devices import resolve_device
 from pirf.errors import PirfError
 from pirf.finetune.reward import residual_loss
@@ -187,19 +193,6 @@ def _pg_backbone(model: EDMDenoiser) -> PGUNet:
     if not isinstance(model, EDMDenoiser) or not isinstance(model.backbone, PGUNet):
         raise PirfError("expected a PG-Diffusion denoiser (an EDMDenoiser around a PGUNet)")
     return model.backbone
-
-
-def _working_dtype(x: torch.Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
-def _per_sample(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
-    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
-    if sigma.numel() == 1:
-        return sigma.expand(x.shape[0])
-    if sigma.numel() != x.shape[0]:
-        raise PirfError(f"need one noise level per sample ({x.shape[0]}), got {sigma.numel()}")
-    return sigma
 
 
 def pg_denoise(

@@ -342,11 +342,12 @@ def save_baseline(
 
 
 # --------------------------------------------------------------------------- the PIDM loss
-def _working_dtype(x: torch.Tensor) -> torch.dtype:
+def working_dtype(x: torch.Tensor) -> torch.dtype:
+    """float64 stays float64; anything else computes in float32."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _per_sample(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+def per_sample_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
     """Noise levels ``(B,)`` in ``x``'s dtype from a number or one value per sample."""
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
     if sigma.numel() == 1:
@@ -447,14 +448,14 @@ def pidm_loss(
     if estimate not in ESTIMATES:
         raise PirfError(f"unknown PIDM estimate '{estimate}'; use one of {', '.join(ESTIMATES)}")
     check_positive("residual_weight", residual_weight, allow_zero=True)
-    x = x.to(_working_dtype(x))
-    sigma = _per_sample(sigma, x)
+    x = x.to(working_dtype(x))
+    sigma = per_sample_sigma(sigma, x)
     noisy = x + sigma.reshape(-1, 1, 1, 1) * noise.to(x.dtype)
     denoised = denoiser(noisy, sigma)
     denoising = loss_weight(sigma, denoiser.sigma_data) * (denoised - x).square().flatten(1).mean(
         dim=1
     )
-    dtype = _working_dtype(x)
+    dtype = working_dtype(x)
     if residual_weight == 0:
         with torch.no_grad():
             mse = residual_loss(pde, normalisation, denoised.detach(), dtype=dtype)

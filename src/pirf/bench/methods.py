@@ -22,6 +22,7 @@ PIRF's guard uses, so no method may buy its residual with samples that leave the
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 import time
@@ -120,7 +121,7 @@ class Sampled:
     backward_per_sample: int = 0
 
 
-class Method:
+class Method(abc.ABC):
     """A method of the comparison (see the module docstring)."""
 
     name = ""
@@ -129,8 +130,9 @@ class Method:
     def stages(self, ctx: Context) -> list[Stage]:
         return []
 
+    @abc.abstractmethod
     def sample(self, ctx: Context, steps: int, n: int, seed: int) -> Sampled:
-        raise NotImplementedError
+        """``n`` samples from seed ``seed`` at ``steps`` sampler steps, with their cost."""
 
     def cost(self, ctx: Context) -> dict[str, Any]:
         """Preparation cost (seconds of training and selection) read from its outputs."""
