@@ -36,14 +36,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from pirf.baselines.pidm import (
+    BaselineRunConfig,
     check_positive,
     check_run,
     load_base,
@@ -423,31 +423,12 @@ def generate_pg(
 
 # --------------------------------------------------------------------------- training
 @dataclass
-class PGDiffusionConfig:
-    """Arguments of :func:`pgdiffusion_train`."""
+class PGDiffusionConfig(BaselineRunConfig):
+    """Arguments of :func:`pgdiffusion_train` (the base model's checkpoint: the conditional
+    model starts from its EMA weights)."""
 
-    ckpt: Path | str
-    """Base checkpoint; the conditional model starts from its EMA weights."""
-    data: Path | str
-    """Training fields (a pirf fields file of the base model's PDE and resolution)."""
-    out: Path | str
-    """Run directory: ``OUT/checkpoint`` and ``OUT/summary.json``."""
-    iters: int = 200
-    batch: int = 16
-    lr: float = 1e-4
-    """Peak Adam learning rate (short linear warm-up, then cosine decay to 5 %)."""
     drop_prob: float = 0.1
     """Probability per sample that the condition is replaced by zeros in training."""
-    seed: int = 0
-    device: str = "cpu"
-    progress: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        """The configuration as JSON values (paths as strings)."""
-        values = asdict(self)
-        for name in ("ckpt", "data", "out"):
-            values[name] = str(values[name])
-        return values
 
 
 def pgdiffusion_train(config: PGDiffusionConfig) -> dict[str, Any]:

@@ -471,8 +471,8 @@ def pidm_loss(
 
 # --------------------------------------------------------------------------- the run
 @dataclass
-class PIDMConfig:
-    """Arguments of :func:`pidm_finetune`."""
+class BaselineRunConfig:
+    """What every trained baseline's run takes (PIDM, PG-Diffusion add their own)."""
 
     ckpt: Path | str
     """Base checkpoint (``pirf train`` output); training starts from its EMA weights."""
@@ -484,16 +484,6 @@ class PIDMConfig:
     batch: int = 16
     lr: float = 1e-4
     """Peak Adam learning rate (short linear warm-up, then cosine decay to 5 %)."""
-    residual_weight: float = 1e-4
-    """``c`` of the residual loss ``c * mean(R^2) / (2 sigma)``."""
-    estimate: str = "one-step"
-    """``one-step``: residual of ``D(x_noisy, sigma)``; ``sample``: of a short Heun run."""
-    sample_steps: int = 2
-    """Heun steps of the ``sample`` estimate."""
-    ema_halflife: float = 0.0
-    """EMA half-life in training samples; 0 makes the EMA a copy of the weights."""
-    grad_clip: float = 1.0
-    """Clip the global gradient norm to this value (0 disables)."""
     seed: int = 0
     device: str = "cpu"
     progress: bool = False
@@ -504,6 +494,22 @@ class PIDMConfig:
         for name in ("ckpt", "data", "out"):
             values[name] = str(values[name])
         return values
+
+
+@dataclass
+class PIDMConfig(BaselineRunConfig):
+    """Arguments of :func:`pidm_finetune`."""
+
+    residual_weight: float = 1e-4
+    """``c`` of the residual loss ``c * mean(R^2) / (2 sigma)``."""
+    estimate: str = "one-step"
+    """``one-step``: residual of ``D(x_noisy, sigma)``; ``sample``: of a short Heun run."""
+    sample_steps: int = 2
+    """Heun steps of the ``sample`` estimate."""
+    ema_halflife: float = 0.0
+    """EMA half-life in training samples; 0 makes the EMA a copy of the weights."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 disables)."""
 
 
 def _validate(config: PIDMConfig) -> None:
@@ -585,6 +591,7 @@ def pidm_finetune(config: PIDMConfig) -> dict[str, Any]:
 __all__ = [
     "ESTIMATES",
     "BaseModel",
+    "BaselineRunConfig",
     "Optimisation",
     "PIDMConfig",
     "PIDMLoss",

@@ -130,6 +130,10 @@ class Method(abc.ABC):
     def stages(self, ctx: Context) -> list[Stage]:
         return []
 
+    def _run(self, ctx: Context) -> Path:
+        """The method's folder under the PDE's."""
+        return ctx.folder / self.name
+
     @abc.abstractmethod
     def sample(self, ctx: Context, steps: int, n: int, seed: int) -> Sampled:
         """``n`` samples from seed ``seed`` at ``steps`` sampler steps, with their cost."""
@@ -289,9 +293,6 @@ class Guided(Method):
 class PIDM(Method):
     name, label = "pidm", "PIDM"
 
-    def _run(self, ctx: Context) -> Path:
-        return ctx.folder / self.name
-
     def stages(self, ctx: Context) -> list[Stage]:
         out = self._run(ctx)
 
@@ -328,9 +329,6 @@ class PIDM(Method):
 
 class PGDiffusion(Method):
     name, label = "pgdiffusion", "PG-Diffusion"
-
-    def _run(self, ctx: Context) -> Path:
-        return ctx.folder / self.name
 
     def _model(self, ctx: Context) -> Any:
         key = "pg-model"
@@ -426,9 +424,6 @@ class PGDiffusion(Method):
 
 class PIRF(Method):
     name, label = "pirf", "PIRF"
-
-    def _run(self, ctx: Context) -> Path:
-        return ctx.folder / self.name
 
     def stages(self, ctx: Context) -> list[Stage]:
         out = self._run(ctx)
