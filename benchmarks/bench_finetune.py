@@ -43,6 +43,9 @@ CONFIGS: dict[str, dict] = {
     "k2-all": {"truncation": 2, "trainable": "all"},
     "k2-lora": {"truncation": 2, "trainable": "lora", "lr_factor": 10.0},
     "k2-lora-lr1x": {"truncation": 2, "trainable": "lora"},
+    "k2-lora-lr3x": {"truncation": 2, "trainable": "lora", "lr_factor": 3.0},
+    "k2-lora-all": {"truncation": 2, "trainable": "lora", "lora_layers": "all", "lr_factor": 10.0},
+    "k2-lora-all-lr1x": {"truncation": 2, "trainable": "lora", "lora_layers": "all"},
     "full-top": {"mode": "full", "trainable": "top"},
     "full-all": {"mode": "full", "trainable": "all"},
     "k2-top-ckpt": {"truncation": 2, "trainable": "top", "checkpointing": True},
@@ -54,7 +57,8 @@ CONFIGS: dict[str, dict] = {
     "k2-all-distill": {"truncation": 2, "trainable": "all", "weight_reg": 0.0, "distill_reg": 1.0},
 }
 """Name -> FinetuneConfig changes; ``lr_factor`` multiplies ``--lr``. LoRA's factors start
-at zero and move more slowly, so its learning rate is 10x (a usual LoRA setting). The
+at zero and move more slowly, so its learning rate is 10x (a usual LoRA setting); LoRA
+adapts the top layers unless the row says ``all`` (every conv and linear layer). The
 ``top1`` / ``lr`` / ``k3`` rows study the recipe's knobs one at a time."""
 
 

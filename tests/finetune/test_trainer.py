@@ -3,15 +3,18 @@ samples and gradients, what trains, the weight penalty, the draws, a user's own 
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from pirf.errors import PirfError
 from pirf.finetune import FinetuneConfig, PIRFTrainer, lora_factors, merged_state
+from pirf.finetune.trainable import top_names
 from tests.finetune.tiny import tiny_model
 
 SHAPE = (2, 8, 8)
@@ -229,6 +232,50 @@ def test_lora_factors_depend_on_the_run_seed_only():
         t = PIRFTrainer(model, settings(trainable="lora"), shape=SHAPE, loss_fn=energy)
         factors.append(lora_factors(t.model))
     assert all(torch.equal(factors[0][name], factors[1][name]) for name in factors[0])
+
+
+def test_lora_layers_choose_the_adapted_layers():
+    top = trainer(model=tiny_model(), trainable="lora")
+    every = trainer(model=tiny_model(), trainable="lora", lora_layers="all")
+    prefixes = top_names(tiny_model())
+    adapted_top = {name.split(".parametrizations")[0] for name, _ in top.named_trainable}
+    adapted_all = {name.split(".parametrizations")[0] for name, _ in every.named_trainable}
+    assert adapted_top and all(
+        any(name == p or name.startswith(p + ".") for p in prefixes) for name in adapted_top
+    )
+    assert adapted_top < adapted_all
+    assert any(not any(name.startswith(p) for p in prefixes) for name in adapted_all)
+
+
+def test_lora_factor_gradient_is_the_weight_gradient_projected_on_a():
+    # With B = 0 the LoRA model is the base model, so the truncated objective is the same
+    # and dL/dB must be scale * dL/dW @ A^T for every adapted layer (chain rule).
+    base = tiny_model()
+    layer_wise = trainer(model=copy.deepcopy(base), weight_reg=0.0)
+    lora = trainer(model=copy.deepcopy(base), trainable="lora", weight_reg=0.0)
+    losses = []
+    for t in (layer_wise, lora):
+        total = t._loss(*t.draws(0))[0]
+        total.backward()
+        losses.append(float(total.detach()))
+    assert losses[0] == losses[1]
+    weight_grads = {name: p.grad for name, p in layer_wise.named_trainable}
+    checked = 0
+    for name, module in lora.model.named_modules():
+        if parametrize.is_parametrized(module, "weight"):
+            delta = module.parametrizations.weight[0]
+            g = weight_grads[f"{name}.weight"].reshape(delta.lora_b.shape[0], -1)
+            expected = delta.scale * g @ delta.lora_a.detach().T
+            torch.testing.assert_close(delta.lora_b.grad, expected, rtol=1e-10, atol=1e-14)
+            checked += 1
+    assert checked >= 2
+
+
+def test_lora_on_top_layers_needs_a_model_that_names_them():
+    model = tiny_model()
+    plain = nn.Sequential(model.backbone)  # a module without top_module_names
+    with pytest.raises(PirfError, match="lora_layers='all'"):
+        PIRFTrainer(plain, settings(trainable="lora"), shape=SHAPE, loss_fn=energy)
 
 
 def test_draws_are_keyed_by_the_iteration():

@@ -124,6 +124,10 @@ def finetune(
         typer.Option("--top-blocks", help="Full-resolution decoder blocks 'top' trains; all."),
     ] = None,
     lora_rank: Annotated[int | None, typer.Option("--lora-rank", help="LoRA rank; 4.")] = None,
+    lora_layers: Annotated[
+        str | None,
+        typer.Option("--lora-layers", help="LoRA on: top (as --top-blocks) or all layers; top."),
+    ] = None,
     weight_reg: Annotated[
         float | None,
         typer.Option("--weight-reg", help="lambda of ||theta - theta_pretrained||^2; 1e-3."),
@@ -224,6 +228,7 @@ def finetune(
         "trainable": trainable,
         "top_blocks": top_blocks,
         "lora_rank": lora_rank,
+        "lora_layers": lora_layers,
         "weight_reg": weight_reg,
         "distill_reg": distill_reg,
         "norm": norm,

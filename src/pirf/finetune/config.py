@@ -24,6 +24,8 @@ from pirf.finetune.trajectory import MODES
 
 TRAINABLE_SETS: tuple[str, ...] = ("all", "top", "lora")
 
+LORA_LAYER_SETS: tuple[str, ...] = ("top", "all")
+
 RECIPES: dict[str, dict[str, Any]] = {
     "darcy": {"lr": 3e-5},
 }
@@ -38,6 +40,7 @@ TRAJECTORY_FIELDS = (
     "trainable",
     "top_blocks",
     "lora_rank",
+    "lora_layers",
     "weight_reg",
     "distill_reg",
     "norm",
@@ -88,6 +91,10 @@ class FinetuneConfig:
     output layers."""
     lora_rank: int = 4
     """Rank of the LoRA factors (``trainable='lora'``)."""
+    lora_layers: str = "top"
+    """Which layers get LoRA factors: ``top`` (the layers ``trainable='top'`` trains, as
+    ``top_blocks`` chooses them) or ``all`` (every conv and linear layer, noise embedding
+    included; it degraded the model on the tiny Poisson study, docs/BENCHMARKS.md)."""
     weight_reg: float = 1e-3
     """lambda of ``lambda * ||theta - theta_pretrained||^2`` (0 disables)."""
     distill_reg: float = 0.0
@@ -197,6 +204,10 @@ def validate(config: FinetuneConfig) -> None:
         raise PirfError(
             f"unknown --trainable '{config.trainable}'; use one of {', '.join(TRAINABLE_SETS)}"
         )
+    if config.lora_layers not in LORA_LAYER_SETS:
+        raise PirfError(
+            f"unknown --lora-layers '{config.lora_layers}'; use one of {', '.join(LORA_LAYER_SETS)}"
+        )
     if config.norm not in NORMS:
         raise PirfError(f"unknown --norm '{config.norm}'; use one of {', '.join(NORMS)}")
     for name in ("sampler_steps", "truncation", "copies", "lora_rank", "lr", "iters", "batch"):
@@ -266,6 +277,7 @@ def from_stored(config: FinetuneConfig, stored: dict[str, Any]) -> FinetuneConfi
 
 
 __all__ = [
+    "LORA_LAYER_SETS",
     "RECIPES",
     "TRAINABLE_SETS",
     "TRAJECTORY_FIELDS",

@@ -42,7 +42,7 @@ from pirf.finetune.lora import attach_lora, load_lora_factors, lora_factors, mer
 from pirf.finetune.regularisers import distillation_regulariser
 from pirf.finetune.reward import residual_loss
 from pirf.finetune.safety import sanitise_gradients
-from pirf.finetune.trainable import select_trainable
+from pirf.finetune.trainable import select_trainable, top_names
 from pirf.finetune.trajectory import truncated_trajectory
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import Normalisation
@@ -157,6 +157,13 @@ class PIRFTrainer:
                 parameter.requires_grad_(False)
             # The factors' random start is part of the run: drawn from the run's seed, not
             # from whatever state the caller's global generator is in.
+            if prefixes is None and cfg.lora_layers == "top":
+                if not hasattr(self.model, "top_module_names"):
+                    raise PirfError(
+                        f"{type(self.model).__name__} does not name its top layers; pass "
+                        "top_prefixes, or lora_layers='all' to adapt every layer"
+                    )
+                prefixes = top_names(self.model, cfg.top_blocks)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(unit_seed(cfg.seed, LORA_STREAM, 0))
                 return attach_lora(self.model, rank=cfg.lora_rank, prefixes=prefixes)
