@@ -447,7 +447,10 @@ class PIRF(Method):
                         "iters": iters,
                         "batch": ctx.preset.tune_batch,
                         "eval_every": max(1, iters // 3),
-                        "eval_n": ctx.preset.n_select,
+                        # The guard and the best checkpoint compare biased MMDs, whose
+                        # ratios shrink toward 1 on few samples: judge the run on as many
+                        # (validation) samples as the report's test evaluation uses.
+                        "eval_n": ctx.preset.n_eval,
                         **ctx.option(self.name),
                     },
                 )
