@@ -6,7 +6,8 @@ Run directory::
       checkpoint/              the last weights (same format as a base model's: pirf sample
                                and pirf evaluate read it unchanged)
       best/                    the evaluation with the lowest residual inside the fidelity
-                               band (chosen on the evaluation seeds)
+                               band (chosen on the evaluation seeds; the base model's
+                               weights until a fine-tuned evaluation beats it)
       checkpoints/iter-...     periodic checkpoints with Adam's state; --resume continues
       metrics.jsonl            one line per log interval ("kind": "train") and per
                                evaluation ("kind": "eval")
@@ -237,6 +238,15 @@ class _Run:
         if cfg.normalise_reward:
             self.trainer.set_scale(scale)
         self.state["base"] = {**evaluation.record(), "reward_scale": scale}
+        # The base model is the first candidate for best/: a run that never improves on it
+        # leaves the base weights there, never a worse fine-tuned model.
+        self.state["best"] = {
+            "iteration": 0,
+            "residual_mse": evaluation.residual[cfg.eval_steps[0]],
+            FIDELITY_METRIC: evaluation.fidelity.get(FIDELITY_METRIC),
+        }
+        if self.context.is_main:
+            self._save(self.out / BEST, periodic=False)
         if metrics is not None:
             metrics.append({"kind": "eval", "iteration": 0, **evaluation.record()})
 
