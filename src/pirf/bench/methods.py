@@ -428,35 +428,36 @@ class PIRF(Method):
     def stages(self, ctx: Context) -> list[Stage]:
         out = self._run(ctx)
         iters = ctx.preset.tune_iters
+        config = configure(
+            FinetuneConfig,
+            self.name,
+            ckpt=ctx.base,
+            out=out,
+            reference=ctx.val,
+            eval_steps=(ctx.sweep_steps,),
+            eval_seed=VALIDATION_SEED,
+            device=ctx.device,
+            progress=ctx.progress,
+            **{
+                **RECIPES.get(ctx.pde_name, {}),
+                "iters": iters,
+                "batch": ctx.preset.tune_batch,
+                "eval_every": max(1, iters // 3),
+                # The guard and the best checkpoint compare biased MMDs, whose ratios
+                # shrink toward 1 on few samples: judge the run on as many (validation)
+                # samples as the report's test evaluation uses.
+                "eval_n": ctx.preset.n_eval,
+                **ctx.option(self.name),
+            },
+        )
 
         def run() -> None:
-            finetune(
-                configure(
-                    FinetuneConfig,
-                    self.name,
-                    ckpt=ctx.base,
-                    out=out,
-                    reference=ctx.val,
-                    eval_steps=(ctx.sweep_steps,),
-                    eval_seed=VALIDATION_SEED,
-                    device=ctx.device,
-                    progress=ctx.progress,
-                    resume=rundir.latest_checkpoint(out) is not None,
-                    **{
-                        **RECIPES.get(ctx.pde_name, {}),
-                        "iters": iters,
-                        "batch": ctx.preset.tune_batch,
-                        "eval_every": max(1, iters // 3),
-                        # The guard and the best checkpoint compare biased MMDs, whose
-                        # ratios shrink toward 1 on few samples: judge the run on as many
-                        # (validation) samples as the report's test evaluation uses.
-                        "eval_n": ctx.preset.n_eval,
-                        **ctx.option(self.name),
-                    },
-                )
-            )
+            config.resume = rundir.latest_checkpoint(out) is not None
+            finetune(config)
 
-        return [Stage("pirf: fine-tune (K=2, layer-wise)", out / "summary.json", run)]
+        steps = f"K={config.truncation}" if config.mode != "full" else "all steps"
+        label = f"pirf: fine-tune ({config.mode}, {steps}, {config.trainable} layers)"
+        return [Stage(label, out / "summary.json", run)]
 
     def checkpoint(self, ctx: Context) -> Path:
         best = self._run(ctx) / "best"
