@@ -94,6 +94,11 @@ def test_pirf_bar_compares_at_equal_or_higher_cost_and_checks_fidelity():
     rows[1] = _row("diffusionpde", 0.5, 1.0)
     rows[2] = _row("pirf", 0.1, 1.6)  # fidelity outside 1.5x the base's
     assert not pirf_bar(rows, base)["met"]
+    # each PIRF variant is judged against the baselines only, never against the other
+    rows.append(_row("pirf-full", 0.2, 1.1))
+    full = pirf_bar(rows, base, "pirf-full")
+    assert full["met"] and full["residual_lower_than"] == ["diffusionpde"]
+    assert pirf_bar(rows, base, "nothing") is None
 
 
 def test_method_options_reach_the_sweeps_and_reject_unknown_keys():

@@ -134,8 +134,8 @@ def bench(
                 r["steps"]: r["headline"]["residual_mse"] for r in rows if r["method"] == method
             }
             bar = ""
-            if method == "pirf" and entry["bar"] is not None:
-                bar = "met" if entry["bar"]["met"] else "not met"
+            if entry["bars"].get(method) is not None:
+                bar = "met" if entry["bars"][method]["met"] else "not met"
             table.add_row(
                 pde,
                 report["methods"][method],
