@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from pirf.bench import resolve_methods, resolve_preset
 from pirf.bench.report import pirf_bar
 from pirf.cli import main
@@ -75,13 +77,13 @@ def test_base_is_always_a_row_and_presets_take_overrides():
     assert resolve_preset("tiny", n_eval=7).n_eval == 7
 
 
-def _row(method, residual, mmd, nfe=39, backward=0):
+def _row(method, residual, mmd, nfe=39, backward=0, diversity=1.0):
     return {
         "method": method,
         "steps": 20,
         "nfe": nfe,
         "backward_per_sample": backward,
-        "headline": {"residual_mse": residual, "mmd": mmd},
+        "headline": {"residual_mse": residual, "mmd": mmd, "diversity": diversity},
     }
 
 
@@ -99,6 +101,11 @@ def test_pirf_bar_compares_at_equal_or_higher_cost_and_checks_fidelity():
     full = pirf_bar(rows, base, "pirf-full")
     assert full["met"] and full["residual_lower_than"] == ["diffusionpde"]
     assert pirf_bar(rows, base, "nothing") is None
+    # samples that collapsed (diversity below base / 1.5) fail, however low the MMD
+    rows[-1] = _row("pirf-full", 0.2, 1.1, diversity=0.43)
+    collapsed = pirf_bar(rows, base, "pirf-full")
+    assert not collapsed["met"] and collapsed["diversity_ratio"] == pytest.approx(0.43)
+    assert "diversity" in collapsed["fidelity_violations"][0]
 
 
 def test_method_options_reach_the_sweeps_and_reject_unknown_keys():

@@ -74,14 +74,19 @@ def test_drift_guard_state_round_trip_continues_identically():
 
 
 def test_fidelity_guard_band():
-    guard = FidelityGuard(1.5, 2.0)
-    assert guard.limit == 3.0
-    assert guard.inside(3.0) and guard.inside(0.1) and guard.inside(None)
-    assert not guard.inside(3.0001)
-    assert guard.check(3.0) is None
-    reason = guard.check(3.5)
+    guard = FidelityGuard(1.5, {"mmd": 2.0, "diversity": 1.0})
+    assert guard.inside({"mmd": 3.0, "diversity": 1.0}) and guard.inside({"mmd": 0.1})
+    assert guard.inside({"mmd": None, "diversity": None})
+    assert not guard.inside({"mmd": 3.0001, "diversity": 1.0})
+    assert guard.check({"mmd": 3.0, "diversity": 1.5}) is None
+    reason = guard.check({"mmd": 3.5, "diversity": 1.0})
     assert reason is not None and "mmd 3.5" in reason and "1.5 x" in reason and "2" in reason
-    # without a band or without the base model's value there is nothing to leave
-    for unguarded in (FidelityGuard(None, 2.0), FidelityGuard(1.5, None)):
-        assert unguarded.limit is None
-        assert unguarded.inside(1e9) and unguarded.check(1e9) is None
+    # samples that shrink (or spread) by more than the band leave it, whatever the MMD says
+    assert guard.check({"mmd": 2.0, "diversity": 0.6667}) is None
+    shrunk = guard.check({"mmd": 1.0, "diversity": 0.43})
+    assert shrunk is not None and "diversity 0.43 is below 0.6667" in shrunk
+    assert not guard.inside({"mmd": 1.0, "diversity": 1.51})
+    # without a band or without the base model's values there is nothing to leave
+    for unguarded in (FidelityGuard(None, {"mmd": 2.0, "diversity": 1.0}), FidelityGuard(1.5, {})):
+        assert unguarded.inside({"mmd": 1e9, "diversity": 1e-9})
+        assert unguarded.check({"mmd": 1e9, "diversity": 1e-9}) is None

@@ -39,6 +39,7 @@ from pirf.baselines.pidm import PIDMConfig, pidm_finetune
 from pirf.data.atomic import fsync_path
 from pirf.errors import PirfError
 from pirf.evaluation import evaluate_fields
+from pirf.evaluation.band import DEFAULT_BAND, Fidelity, FidelityBand
 from pirf.evaluation.protocol import headline
 from pirf.finetune import FinetuneConfig, finetune
 from pirf.finetune.config import RECIPES
@@ -49,7 +50,7 @@ from pirf.training import rundir
 
 VALIDATION_SEED = 2
 """Noise seed of every selection (sweeps, PIRF's best checkpoint); the test seed is 0."""
-FIDELITY_BAND = 1.5
+FIDELITY_BAND = DEFAULT_BAND
 PG_GRID = tuple(
     {"guidance_w": w, "step_zeta": zeta} for w in (0.0, 1.0, 2.0) for zeta in (0.0, 1e-4)
 )
@@ -169,24 +170,23 @@ class Base(Method):
 
 
 def _fidelity_score(
-    ctx: Context, samples: torch.Tensor, reference: Any, base_fidelity: float | None
-) -> tuple[float, float | None]:
-    """``(residual MSE or inf if outside the band, fidelity)`` of model-space samples."""
+    ctx: Context, samples: torch.Tensor, reference: Any, base_fidelity: Fidelity | None
+) -> tuple[float, dict[str, float | None]]:
+    """``(residual MSE, or inf outside the fidelity band, fidelity)`` of model-space
+    samples; the fidelity holds the band's metrics (``mmd``, ``diversity``)."""
     model = ctx.model(ctx.base)
     physical = model.normalisation.to_physical(samples.to(torch.float64))
     metrics = evaluate_fields(
         model.pde, physical, reference, reference.normalisation, consistency=False
     )
     row = headline(metrics)
-    residual, fidelity = row["residual_mse"], row["mmd"]
+    residual = row["residual_mse"]
+    fidelity = {"mmd": row["mmd"], "diversity": row["diversity"]}
     if residual is None or not math.isfinite(residual):
         return math.inf, fidelity
-    outside = (
-        base_fidelity is not None
-        and fidelity is not None
-        and (fidelity > FIDELITY_BAND * base_fidelity)
-    )
-    if outside:
+    if base_fidelity is not None and not FidelityBand(FIDELITY_BAND, base_fidelity).inside(
+        fidelity
+    ):
         return math.inf, fidelity
     return residual, fidelity
 

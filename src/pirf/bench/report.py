@@ -22,10 +22,11 @@ from matplotlib.figure import Figure
 from safetensors.torch import load_file
 
 from pirf.bench.methods import METHODS, PIRF_VARIANTS, Context, write_json
+from pirf.evaluation.band import DEFAULT_BAND, FidelityBand
 from pirf.evaluation.figures import save_comparison
 
 BAR_STEPS = 20
-FIDELITY_BAND = 1.5
+FIDELITY_BAND = DEFAULT_BAND
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -58,19 +59,21 @@ def pirf_bar(
         if _cost(row) < _cost(pirf):
             continue  # cheaper baselines are not part of the bar
         (beaten if residual < row["headline"]["residual_mse"] else not_beaten).append(name)
-    base_fidelity = base["headline"]["mmd"]
-    fidelity = pirf["headline"]["mmd"]
-    fidelity_ok = (
-        fidelity is not None
-        and base_fidelity is not None
-        and (fidelity <= FIDELITY_BAND * base_fidelity)
-    )
+    band = FidelityBand(FIDELITY_BAND, base["headline"])
+    violations = band.violations(pirf["headline"])
+    base_fidelity, fidelity = base["headline"]["mmd"], pirf["headline"]["mmd"]
+    base_diversity, diversity = base["headline"].get("diversity"), pirf["headline"].get("diversity")
+    fidelity_ok = fidelity is not None and base_fidelity is not None and not violations
     return {
         "steps": BAR_STEPS,
         "residual_lower_than": beaten,
         "residual_not_lower_than": not_beaten,
         "fidelity_ratio": None if not base_fidelity else fidelity / base_fidelity,
+        "diversity_ratio": (
+            None if not base_diversity or diversity is None else diversity / base_diversity
+        ),
         "fidelity_within_band": fidelity_ok,
+        "fidelity_violations": violations,
         "met": not not_beaten and fidelity_ok,
     }
 
@@ -211,7 +214,13 @@ def write_report(
                 f"{METHODS[variant].label} bar at {bar['steps']} steps: **{verdict}**. "
                 f"Residual lower than: {', '.join(bar['residual_lower_than']) or '-'}; "
                 f"not lower than: {', '.join(bar['residual_not_lower_than']) or '-'}; "
-                f"fidelity {_fmt(bar['fidelity_ratio'], '.2f')}x the base model's."
+                f"fidelity {_fmt(bar['fidelity_ratio'], '.2f')}x and diversity "
+                f"{_fmt(bar['diversity_ratio'], '.2f')}x the base model's"
+                + (
+                    f" ({'; '.join(bar['fidelity_violations'])})."
+                    if bar["fidelity_violations"]
+                    else "."
+                )
             )
             lines.append("")
         figures = _figures(ctx, rows, folder) if rows else []

@@ -10,8 +10,8 @@ the residual itself (reward hacking).
 
 Two guards stop a run early (the best checkpoint stays):
 
-* :class:`FidelityGuard`: the fidelity distance leaves a band around the base model's
-  (``band`` times its value);
+* :class:`FidelityGuard`: the fidelity leaves a band around the base model's (the MMD
+  above ``band`` times its value, or the diversity a factor ``band`` away from it);
 * :class:`DriftGuard`: the smoothed training loss climbs above ``factor`` times its
   lowest value so far, the slow upward drift that marks a failing run.
 """
@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from pirf.evaluation import PreparedReference, evaluate_fields, residual_summary
+from pirf.evaluation.band import FidelityBand
 from pirf.evaluation.protocol import headline
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import Normalisation
@@ -102,31 +104,25 @@ def evaluate_model(
 
 
 class FidelityGuard:
-    """Trips when the fidelity distance exceeds ``band`` times the base model's."""
+    """Trips when the fidelity leaves the band around the base model's
+    (:class:`pirf.evaluation.band.FidelityBand`: the MMD more than ``band`` times the base
+    model's, or the diversity more than a factor ``band`` away from it)."""
 
-    def __init__(self, band: float | None, base: float | None) -> None:
+    def __init__(self, band: float | None, base: Mapping[str, float | None]) -> None:
         self.band = band
-        self.base = base
+        self.base = dict(base)
+        self._band = FidelityBand(band, self.base)
 
-    @property
-    def limit(self) -> float | None:
-        if self.band is None or self.base is None:
-            return None
-        return self.band * self.base
+    def inside(self, fidelity: Mapping[str, float | None]) -> bool:
+        """Whether ``fidelity`` lies in the band (always, without a band or values)."""
+        return self._band.inside(fidelity)
 
-    def inside(self, value: float | None) -> bool:
-        """Whether ``value`` lies in the band (always, without a band or a value)."""
-        limit = self.limit
-        return limit is None or value is None or value <= limit
-
-    def check(self, value: float | None) -> str | None:
+    def check(self, fidelity: Mapping[str, float | None]) -> str | None:
         """A reason to stop, or None."""
-        if self.inside(value):
+        found = self._band.violations(fidelity)
+        if not found:
             return None
-        return (
-            f"fidelity guard: {FIDELITY_METRIC} {value:.4g} left the band "
-            f"({self.band} x the base model's {self.base:.4g})"
-        )
+        return "fidelity guard: " + "; ".join(found)
 
 
 class DriftGuard:

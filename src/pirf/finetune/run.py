@@ -259,9 +259,11 @@ class _Run:
         budget = str(cfg.eval_steps[0])
         value = evaluation.residual[cfg.eval_steps[0]]
         fidelity = evaluation.fidelity.get(FIDELITY_METRIC)
-        guard = FidelityGuard(cfg.fidelity_band, base["fidelity"].get(FIDELITY_METRIC))
+        guard = FidelityGuard(cfg.fidelity_band, base["fidelity"])
         best = self.state["best"]
-        improved = guard.inside(fidelity) and (best is None or value < best["residual_mse"])
+        improved = guard.inside(evaluation.fidelity) and (
+            best is None or value < best["residual_mse"]
+        )
         if improved:
             self.state["best"] = {
                 "iteration": iteration,
@@ -274,7 +276,11 @@ class _Run:
         relation = f"{ratio:.1f}x below" if ratio >= 1 else f"{1 / ratio:.1f}x above"
         message = f"eval @ {iteration}: residual {value:.4g} ({relation} base)"
         if fidelity is not None:
-            message += f", {FIDELITY_METRIC} {fidelity:.4g} (base {guard.base:.4g})"
+            base_value = guard.base[FIDELITY_METRIC]
+            message += f", {FIDELITY_METRIC} {fidelity:.4g} (base {base_value:.4g})"
+        diversity = evaluation.fidelity.get("diversity")
+        if diversity is not None and guard.base.get("diversity") is not None:
+            message += f", diversity {diversity:.3g} (base {guard.base['diversity']:.3g})"
         progress.message(message + (", best" if improved else ""))
         if cfg.figures and self.context.is_main:
             fields = self.normalisation.to_physical(evaluation.samples[:FIGURE_SAMPLES].double())
@@ -287,7 +293,7 @@ class _Run:
                 title=f"PIRF iteration {iteration}: {cfg.eval_steps[0]} Heun steps "
                 f"(residual {value:.3g}, base {base['residual_mse'][budget]:.3g})",
             )
-        return guard.check(fidelity)
+        return guard.check(evaluation.fidelity)
 
     # ------------------------------------------------------------------------- the loop
     def _log(self, metrics: MetricsLog | None, interval: list[StepStats]) -> None:
