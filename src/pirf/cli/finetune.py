@@ -139,7 +139,7 @@ def finetune(
     norm: Annotated[str | None, typer.Option("--norm", help="Residual norm: mse or mae.")] = None,
     lr: Annotated[
         float | None,
-        typer.Option("--lr", help="Peak learning rate; 1e-4 (darcy, burgers: 3e-5, their recipe)."),
+        typer.Option("--lr", help="Peak learning rate; 1e-4 (darcy, burgers, kolmogorov: 3e-5)."),
     ] = None,
     batch: Annotated[
         int | None, typer.Option("--batch", help="Trajectories per iteration; 16.")
