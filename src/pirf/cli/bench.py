@@ -45,7 +45,7 @@ def bench(
         typer.Option(
             "--methods",
             help="'all' or a list of base, diffusionpde, cocogen, pidm, "
-            "pgdiffusion, pirf (base is always included).",
+            "pgdiffusion, pirf, pirf-full (base is always included).",
         ),
     ] = "all",
     steps: Annotated[str, typer.Option("--steps", help="Sampler budgets.")] = "20,40,80",
