@@ -8,8 +8,9 @@ fixed budget from the same base checkpoint, in a fresh process, reporting:
 * peak memory: on CUDA ``max_memory_allocated``; on the CPU the bytes autograd saves for
   the backward pass in one iteration (saved-tensor hooks; the activation memory that
   truncation is about) and the process's peak RSS,
-* residual MSE and fidelity (field MMD) of the final weights at the evaluation budget, and
-  their ratios to the base model (same fixed seeds for every configuration).
+* residual MSE and fidelity (joint MMD) of the final weights at the evaluation budget, and
+  their ratios to the base model (same fixed seeds for every configuration), and the
+  diversity of the samples (final / base; shrunken samples show as a drop).
 
 ``--speed`` measures only the cost of an iteration, on a freshly initialised network of a
 model preset (``--preset paper --resolution 128 --batch 20`` is the reference loop's
@@ -48,11 +49,15 @@ CONFIGS: dict[str, dict] = {
     "k2-lora-all-lr1x": {"truncation": 2, "trainable": "lora", "lora_layers": "all"},
     "full-top": {"mode": "full", "trainable": "top"},
     "full-all": {"mode": "full", "trainable": "all"},
+    "full-lora": {"mode": "full", "trainable": "lora"},
+    "full-lora-lr10x": {"mode": "full", "trainable": "lora", "lr_factor": 10.0},
     "k2-top-ckpt": {"truncation": 2, "trainable": "top", "checkpointing": True},
     "k2-top1": {"truncation": 2, "trainable": "top", "top_blocks": 1},
     "k2-top-lr3e-5": {"truncation": 2, "trainable": "top", "lr_factor": 0.3},
     "k2-top-lr3e-4": {"truncation": 2, "trainable": "top", "lr_factor": 3.0},
     "k3-top": {"truncation": 3, "trainable": "top"},
+    "k5-top": {"truncation": 5, "trainable": "top"},
+    "k5-lora": {"truncation": 5, "trainable": "lora", "lr_factor": 10.0},
     "k2-top-distill": {"truncation": 2, "trainable": "top", "weight_reg": 0.0, "distill_reg": 1.0},
     "k2-all-distill": {"truncation": 2, "trainable": "all", "weight_reg": 0.0, "distill_reg": 1.0},
 }
@@ -195,6 +200,8 @@ def child(args: argparse.Namespace) -> None:
                 "base_fidelity": base["fidelity"]["mmd"],
                 "fidelity": final["fidelity"]["mmd"],
                 "fidelity_ratio": final["fidelity"]["mmd"] / base["fidelity"]["mmd"],
+                "base_diversity": base["fidelity"].get("diversity"),
+                "diversity": final["fidelity"].get("diversity"),
                 "nonfinite_gradients": summary["nonfinite_gradients"],
             }
         )
@@ -247,7 +254,7 @@ def main() -> None:
     rows = []
     header = (
         f"{'config':16} {'s/iter':>7} {'peak':>9} {'saved MiB':>9} {'params':>9} "
-        f"{'residual':>9} {'x base':>7} {'fidelity':>9} {'x base':>7}"
+        f"{'residual':>9} {'x base':>7} {'fidelity':>9} {'x base':>7} {'diversity':>9}"
     )
     print(header, flush=True)
     for name in names:
@@ -259,12 +266,15 @@ def main() -> None:
         row = json.loads(result.stdout.strip().splitlines()[-1])
         rows.append(row)
         saved = row["saved_activation_mib"]
+        diversity = "-"
+        if row.get("diversity") is not None and row.get("base_diversity") is not None:
+            diversity = f"{row['diversity']:.2f}/{row['base_diversity']:.2f}"
         print(
             f"{name:16} {row['seconds_per_iteration']:7.3f} {row['peak_memory_gib']:8.2f}G "
             f"{'-' if saved is None else format(saved, '9.1f'):>9} "
             f"{row['trainable_parameters']:9d} {row['residual']:9.3g} "
             f"{1 / row['residual_ratio']:7.3f} {row['fidelity']:9.3g} "
-            f"{row['fidelity_ratio']:7.3f}",
+            f"{row['fidelity_ratio']:7.3f} {diversity}",
             flush=True,
         )
     if args.out:

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from pirf.cli import main
+from pirf.finetune.config import recipe
 from tests.finetune.test_run import make_base
 
 
@@ -69,3 +70,26 @@ def test_json_summary_of_a_tiny_run(base, tmp_path, capsys):
     )
     assert summary["config"]["sampler_steps"] == 4 and summary["config"]["trainable"] == "top"
     assert (out / "checkpoint" / "checkpoint.json").is_file()
+
+
+def test_recipe_fills_in_per_pde_and_for_lora():
+    assert recipe("poisson") == {}
+    assert recipe("darcy") == {"lr": 3e-5}
+    assert recipe("poisson", "lora") == {"mode": "full", "lr": pytest.approx(1e-3)}
+    assert recipe("darcy", "lora") == {"mode": "full", "lr": pytest.approx(3e-4)}
+    assert recipe(None, "top") == {}
+
+
+@pytest.mark.parametrize(
+    ("extra", "mode", "lr"),
+    [((), "full", 1e-3), (("--mode", "draft", "--lr", "2e-4"), "draft", 2e-4)],
+)
+def test_lora_takes_its_recipe_unless_told_otherwise(base, tmp_path, capsys, extra, mode, lr):
+    code, stdout, stderr = run(capsys, "--ckpt", base, "--out", tmp_path / "run", "--iters", 1,
+                          "--batch", 2, "--sampler-steps", 3, "--eval-steps", "3",
+                          "--eval-n", 4, "--eval-every", 0, "--trainable", "lora",
+                          "--device", "cpu", "--no-figures", "--json", *extra)  # fmt: skip
+    assert code == 0, stderr
+    config = json.loads(stdout)["config"]
+    assert config["trainable"] == "lora" and config["mode"] == mode
+    assert config["lr"] == pytest.approx(lr)

@@ -18,7 +18,7 @@ from pirf.cli._common import console, emit_json
 from pirf.errors import PirfError
 from pirf.finetune import FinetuneConfig
 from pirf.finetune import finetune as run_finetune
-from pirf.finetune.config import RECIPES
+from pirf.finetune.config import recipe
 from pirf.models import read_checkpoint_info
 
 
@@ -112,7 +112,9 @@ def finetune(
     mode: Annotated[
         str | None,
         typer.Option(
-            "--mode", help="draft (last K steps), full (all, checkpointed), refl, draft-lv; draft."
+            "--mode",
+            help="draft (last K steps), full (all, checkpointed), refl, draft-lv; "
+            "draft (with --trainable lora: full).",
         ),
     ] = None,
     trainable: Annotated[
@@ -139,7 +141,11 @@ def finetune(
     norm: Annotated[str | None, typer.Option("--norm", help="Residual norm: mse or mae.")] = None,
     lr: Annotated[
         float | None,
-        typer.Option("--lr", help="Peak learning rate; 1e-4 (darcy, burgers, kolmogorov: 3e-5)."),
+        typer.Option(
+            "--lr",
+            help="Peak learning rate; 1e-4 (darcy, burgers, kolmogorov: 3e-5; "
+            "--trainable lora: 10x that).",
+        ),
     ] = None,
     batch: Annotated[
         int | None, typer.Option("--batch", help="Trajectories per iteration; 16.")
@@ -260,9 +266,10 @@ def finetune(
     if checkpointing:
         given["checkpointing"] = True
     if not resume and (ckpt / "checkpoint.json").is_file():
-        # The per-PDE recipe fills in what the user left out (docs/finetune.md).
+        # The recipe (per PDE, and for LoRA) fills in what the user left out
+        # (docs/finetune.md).
         pde = read_checkpoint_info(ckpt).pde_name
-        given = {**RECIPES.get(pde or "", {}), **given}
+        given = {**recipe(pde, trainable), **given}
     config = FinetuneConfig(
         ckpt=ckpt,
         out=out,
