@@ -4,6 +4,7 @@ samples and gradients, what trains, the weight penalty, the draws, a user's own 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from typing import Any
 
@@ -344,3 +345,25 @@ def test_own_denoiser_trains_the_named_layers():
     assert not torch.equal(model.head.bias, before["head.bias"])
     with pytest.raises(PirfError, match="does not name its top layers; pass top_prefixes"):
         PIRFTrainer(OwnDenoiser(), settings(), shape=SHAPE, loss_fn=energy)
+
+
+@pytest.mark.parametrize("trainable", ["top", "lora"])
+def test_compiled_steps_without_gradient_match_eager_and_see_each_update(trainable, monkeypatch):
+    # The compiled view shares the weights: if it had captured them as constants, the
+    # second and third iterations would sample with stale weights and drift from eager.
+    # Dynamo's graph capture (what decides that) with the eager backend: seconds, where
+    # inductor's code generation takes minutes on a CPU.
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    torch.manual_seed(0)
+    model = tiny_model(dtype=torch.float32)
+    runs = {}
+    for compiled in (False, True):
+        t = trainer(model=copy.deepcopy(model), trainable=trainable, compile=compiled)
+        assert (t.fast is not None) == compiled
+        losses = [t.step(iteration).loss for iteration in range(3)]
+        runs[compiled] = losses, {n: p.detach().clone() for n, p in t.model.named_parameters()}
+    (eager_losses, eager_weights), (fast_losses, fast_weights) = runs[False], runs[True]
+    assert fast_losses == pytest.approx(eager_losses, rel=1e-5)
+    assert eager_losses[2] != pytest.approx(eager_losses[0], rel=1e-3)  # the weights moved
+    for name, value in eager_weights.items():
+        torch.testing.assert_close(fast_weights[name], value, rtol=1e-5, atol=1e-7)

@@ -173,6 +173,13 @@ def finetune(
             "in the backward pass (less memory).",
         ),
     ] = False,
+    compile_steps: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="torch.compile the network for the sampler steps without gradient.",
+        ),
+    ] = False,
     fp32_steps: Annotated[
         int | None,
         typer.Option("--fp32-steps", help="Last sampler steps in float32 under bf16; 2."),
@@ -265,6 +272,8 @@ def finetune(
         given["bf16"] = False
     if checkpointing:
         given["checkpointing"] = True
+    if compile_steps:
+        given["compile"] = True
     if not resume and (ckpt / "checkpoint.json").is_file():
         # The recipe (per PDE, and for LoRA) fills in what the user left out
         # (docs/finetune.md).

@@ -148,6 +148,9 @@ class PIRFTrainer:
         self.precision = Precision(
             bf16=config.bf16 and self.device.type == "cuda", fp32_steps=config.fp32_steps
         )
+        # The steps without gradient are most of an iteration; a compiled view of the same
+        # module (weights shared, so always current) runs them when asked.
+        self.fast = torch.compile(self.model) if config.compile else None
 
     # ------------------------------------------------------------------------- set-up
     def _select(self, prefixes: list[str] | None) -> list[tuple[str, nn.Parameter]]:
@@ -246,6 +249,7 @@ class PIRFTrainer:
             generator=generator,
             copies=cfg.copies,
             checkpoint=True if cfg.checkpointing else None,
+            fast=self.fast,
         )
         final = run.final if self._float64 else run.final.float()
         per_sample = self.loss_fn(final) / self.scale

@@ -103,6 +103,7 @@ def truncated_trajectory(
     generator: torch.Generator | None = None,
     step: int | None = None,
     copies: int = 2,
+    fast: Denoiser | None = None,
 ) -> GradientTrajectory:
     """Run the sampler from unit ``noise`` over ``sigmas`` with gradient where ``mode`` says.
 
@@ -110,8 +111,11 @@ def truncated_trajectory(
     (``refl``: ``t`` uniform in ``N-k .. N-1``, or ``step`` if given); ignored by ``full``
     and ``draft-lv``. ``checkpoint``: one ``torch.utils.checkpoint`` per differentiable
     step (default: on for ``full``, off otherwise). ``generator`` draws the ReFL step and
-    the DRaFT-LV noise (on ``noise``'s device). See the module docstring.
+    the DRaFT-LV noise (on ``noise``'s device). ``fast``: the network for the steps without
+    gradient, e.g. a ``torch.compile`` of ``denoiser`` sharing its weights (default:
+    ``denoiser``). See the module docstring.
     """
+    ahead = denoiser if fast is None else fast
     if mode not in MODES:
         raise PirfError(f"unknown trajectory mode '{mode}'; use one of {', '.join(MODES)}")
     levels = noise_levels(sigmas)
@@ -125,7 +129,7 @@ def truncated_trajectory(
         _check_window(window, total)
         use_checkpoint = (mode == "full") if checkpoint is None else checkpoint
         start = total - window
-        x = integrate(denoiser, x, levels, stop=start, **run)
+        x = integrate(ahead, x, levels, stop=start, **run)
         indices = range(start, total)
         x = _differentiable_steps(
             denoiser, x, levels, indices, checkpoint=use_checkpoint, states=states, **run
@@ -136,7 +140,7 @@ def truncated_trajectory(
         t = _random_step(total - k, total, generator) if step is None else step
         if not 0 <= t < total:
             raise PirfError(f"the ReFL step must be in 0..{total - 1}, got {t}")
-        x = integrate(denoiser, x, levels, stop=t, **run)
+        x = integrate(ahead, x, levels, stop=t, **run)
         network = NetworkCall(denoiser, precision.low_precision(t, total))
         sigma = torch.full((x.shape[0],), levels[t], dtype=x.dtype, device=x.device)
         with torch.enable_grad():
@@ -144,7 +148,7 @@ def truncated_trajectory(
         return GradientTrajectory(final, [x], [levels[t]], [t])
     if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
         raise PirfError(f"DRaFT-LV needs a positive number of copies, got {copies!r}")
-    clean = integrate(denoiser, x, levels, **run)
+    clean = integrate(ahead, x, levels, **run)
     last = total - 1
     eps = torch.randn(
         (copies, *clean.shape), generator=generator, dtype=clean.dtype, device=clean.device
