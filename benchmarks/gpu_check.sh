@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpu.txt"
 # 1. The reference loop's setting: paper backbone, 128^2, batch 20, N = 20 (method.md).
 python3 benchmarks/bench_finetune.py --speed --preset paper --resolution 128 --batch 20 \
-    --device cuda --repeats 5 --only k2-all,k2-top,k2-top-ckpt,k1-top,k2-lora \
+    --device cuda --repeats 5 --only k2-all,k2-top,k2-top-ckpt,k2-top-compile,k1-top,k2-lora \
     | tee "$out/speed-paper-128.txt"
 # 2. Solvers and the small-preset datasets on the GPU.
 python3 benchmarks/bench_solvers.py --device cuda --resolutions 64,128 | tee "$out/solvers.txt"

@@ -75,21 +75,26 @@ def test_json_summary_of_a_tiny_run(base, tmp_path, capsys):
 def test_recipe_fills_in_per_pde_and_for_lora():
     assert recipe("poisson") == {}
     assert recipe("darcy") == {"lr": 3e-5}
-    assert recipe("poisson", "lora") == {"mode": "full", "lr": pytest.approx(1e-3)}
-    assert recipe("darcy", "lora") == {"mode": "full", "lr": pytest.approx(3e-4)}
+    assert recipe("poisson", "lora") == {"truncation": 5, "lr": pytest.approx(1e-3)}
+    assert recipe("darcy", "lora") == {"truncation": 5, "lr": pytest.approx(3e-4)}
     assert recipe(None, "top") == {}
+    assert recipe("poisson", "lora", (20, 3))["truncation"] == 3  # K fits every budget
 
 
 @pytest.mark.parametrize(
-    ("extra", "mode", "lr"),
-    [((), "full", 1e-3), (("--mode", "draft", "--lr", "2e-4"), "draft", 2e-4)],
+    ("extra", "truncation", "lr"),
+    [
+        (("--sampler-steps", "6"), 5, 1e-3),
+        (("--sampler-steps", "4"), 4, 1e-3),
+        (("--sampler-steps", "6", "--truncation", "2", "--lr", "2e-4"), 2, 2e-4),
+    ],
 )
-def test_lora_takes_its_recipe_unless_told_otherwise(base, tmp_path, capsys, extra, mode, lr):
+def test_lora_takes_its_recipe_unless_told_otherwise(base, tmp_path, capsys, extra, truncation, lr):
     code, stdout, stderr = run(capsys, "--ckpt", base, "--out", tmp_path / "run", "--iters", 1,
-                          "--batch", 2, "--sampler-steps", 3, "--eval-steps", "3",
-                          "--eval-n", 4, "--eval-every", 0, "--trainable", "lora",
-                          "--device", "cpu", "--no-figures", "--json", *extra)  # fmt: skip
+                          "--batch", 2, "--eval-n", 4, "--eval-every", 0,
+                          "--eval-steps", "4", "--trainable", "lora", "--device", "cpu",
+                          "--no-figures", "--json", *extra)  # fmt: skip
     assert code == 0, stderr
     config = json.loads(stdout)["config"]
-    assert config["trainable"] == "lora" and config["mode"] == mode
+    assert config["trainable"] == "lora" and config["truncation"] == truncation
     assert config["lr"] == pytest.approx(lr)

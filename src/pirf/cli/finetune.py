@@ -107,14 +107,14 @@ def finetune(
         int | None, typer.Option("--sampler-steps", help="Heun steps N per trajectory; 20.")
     ] = None,
     truncation: Annotated[
-        int | None, typer.Option("--truncation", help="K: differentiable last steps; 2.")
+        int | None,
+        typer.Option("--truncation", help="K: differentiable last steps; 2 (--trainable lora: 5)."),
     ] = None,
     mode: Annotated[
         str | None,
         typer.Option(
             "--mode",
-            help="draft (last K steps), full (all, checkpointed), refl, draft-lv; "
-            "draft (with --trainable lora: full).",
+            help="draft (last K steps), full (all, checkpointed), refl, draft-lv; draft.",
         ),
     ] = None,
     trainable: Annotated[
@@ -278,7 +278,10 @@ def finetune(
         # The recipe (per PDE, and for LoRA) fills in what the user left out
         # (docs/finetune.md).
         pde = read_checkpoint_info(ckpt).pde_name
-        given = {**recipe(pde, trainable), **given}
+        budgets = given.get("random_steps") or (
+            given.get("sampler_steps", FinetuneConfig.sampler_steps),
+        )
+        given = {**recipe(pde, trainable, tuple(budgets)), **given}
     config = FinetuneConfig(
         ckpt=ckpt,
         out=out,
