@@ -53,7 +53,6 @@ CONFIGS: dict[str, dict] = {
     "full-lora-lr10x": {"mode": "full", "trainable": "lora", "lr_factor": 10.0},
     "k2-top-ckpt": {"truncation": 2, "trainable": "top", "checkpointing": True},
     "k2-top-compile": {"truncation": 2, "trainable": "top", "compile": True},
-    "k2-all-compile": {"truncation": 2, "trainable": "all", "compile": True},
     "k2-top1": {"truncation": 2, "trainable": "top", "top_blocks": 1},
     "k2-top-lr3e-5": {"truncation": 2, "trainable": "top", "lr_factor": 0.3},
     "k2-top-lr3e-4": {"truncation": 2, "trainable": "top", "lr_factor": 3.0},

@@ -12,9 +12,8 @@ N steps, one checkpoint per step):
 * ``adam``: how good Adam's first step (``-lr * sign(g_K)``; Adam normalises every
   coordinate) is for the exact objective, to first order, relative to the best step of
   that size (``-lr * sign(g)``): ``<g, sign(g_K)> / ||g||_1``. 1 is as good as the
-  exact gradient's own sign step; below zero the step *raises* the residual.
-* ``sgd``: the same for a plain gradient step along ``-g_K``, relative to a step of the
-  same length along ``-g``: ``<g, g_K> / (||g|| ||g_K||)``, i.e. the cosine.
+  exact gradient's own sign step; below zero the step *raises* the residual. (For a plain
+  gradient step along ``-g_K`` the same ratio is the cosine.)
 
 Medians over ``--batches`` noise batches. The reward is the PDE residual loss of the
 checkpoint's PDE, as in fine-tuning, with the checkpoint's EMA weights.

@@ -42,7 +42,7 @@ from pirf.evaluation import evaluate_fields
 from pirf.evaluation.band import DEFAULT_BAND, Fidelity, FidelityBand
 from pirf.evaluation.protocol import headline
 from pirf.finetune import FinetuneConfig, finetune
-from pirf.finetune.config import RECIPES
+from pirf.finetune.config import recipe
 from pirf.models import load_checkpoint
 from pirf.sampling import SamplingResult, generate
 from pirf.sampling.from_checkpoint import load_model
@@ -445,7 +445,7 @@ class PIRF(Method):
             device=ctx.device,
             progress=ctx.progress,
             **{
-                **RECIPES.get(ctx.pde_name, {}),
+                **recipe(ctx.pde_name),
                 "iters": iters,
                 "batch": ctx.preset.tune_batch,
                 "eval_every": max(1, iters // 3),

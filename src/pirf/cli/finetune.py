@@ -113,8 +113,7 @@ def finetune(
     mode: Annotated[
         str | None,
         typer.Option(
-            "--mode",
-            help="draft (last K steps), full (all, checkpointed), refl, draft-lv; draft.",
+            "--mode", help="draft (last K steps), full (all, checkpointed), refl, draft-lv; draft."
         ),
     ] = None,
     trainable: Annotated[
