@@ -14,7 +14,7 @@ from pirf.models import (
     preset_denoiser,
     unet_config,
 )
-from pirf.models.layers import Conv2d
+from pirf.models.layers import Conv2d, position_features
 
 TINY_ATTENTION = {
     "base_channels": 8,
@@ -70,6 +70,46 @@ def test_periodic_network_commutes_with_circular_shifts():
     assert rolled_difference(net, x, labels, (-12, 0), (-2, -1)) < 1e-5
     # An odd shift does not (the box-filter pooling grid moves), which shows the test bites.
     assert rolled_difference(net, x, labels, (1, 0), (-2, -1)) > 1e-3
+
+
+def test_position_harmonics_break_only_the_shifts_the_pde_lacks():
+    # Kolmogorov's forcing cos(4 y) on a 16-point axis has period 4 cells: the network must
+    # keep commuting with shifts by that period (a symmetry of the PDE) and stop commuting
+    # with half of it (2 cells: the forcing's sign flips), which it could not see before.
+    config = {**TINY_ATTENTION, "channel_mult": (1, 2)}  # stride 2: 2-cell shifts commute
+    plain = randomise(UNet(UNetConfig(in_channels=2, periodic=(True, True), **config)))
+    placed = randomise(
+        UNet(
+            UNetConfig(in_channels=2, periodic=(True, True), position_harmonics=((1, 4),), **config)
+        )
+    )
+    x, labels = torch.randn(2, 2, 16, 16), torch.tensor([-1.0, 0.5])
+    assert rolled_difference(plain.eval(), x, labels, 2, -1) < 1e-5
+    assert rolled_difference(placed.eval(), x, labels, 2, -1) > 1e-2
+    assert rolled_difference(placed, x, labels, 4, -1) < 1e-5
+    assert rolled_difference(placed, x, labels, 6, -2) < 1e-5  # x: no harmonic, still free
+
+
+def test_position_features_are_the_harmonics_of_the_grid_index():
+    features = position_features(((1, 3), (0, 1)), (8, 12), dtype=torch.float64)
+    assert features.shape == (4, 8, 12)
+    j = torch.arange(12, dtype=torch.float64)
+    i = torch.arange(8, dtype=torch.float64)[:, None]
+    torch.testing.assert_close(features[0], torch.cos(2 * torch.pi * 3 * j / 12).expand(8, 12))
+    torch.testing.assert_close(features[1], torch.sin(2 * torch.pi * 3 * j / 12).expand(8, 12))
+    torch.testing.assert_close(features[3], torch.sin(2 * torch.pi * i / 8).expand(8, 12))
+    assert position_features((), (4, 4)).shape == (0, 4, 4)
+
+
+def test_position_harmonics_round_trip_and_are_checked():
+    config = UNetConfig(in_channels=3, position_harmonics=((1, 4),), **TINY_ATTENTION)
+    assert UNetConfig.from_json(config.to_json()) == config
+    assert config.to_json()["position_harmonics"] == [[1, 4]]
+    older = {k: v for k, v in config.to_json().items() if k != "position_harmonics"}
+    assert UNetConfig.from_json(older).position_harmonics == ()  # checkpoints from before
+    for bad in (((2, 4),), ((0, 0),)):
+        with pytest.raises(PirfError, match="position_harmonics"):
+            UNetConfig(in_channels=1, position_harmonics=bad)
 
 
 def test_burgers_padding_is_periodic_in_x_only():

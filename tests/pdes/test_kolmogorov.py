@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from pirf.errors import PirfError
+from pirf.models.layers import position_features
 from pirf.pdes.kolmogorov import (
     PERIODIC_SQUARE,
     Kolmogorov,
@@ -295,3 +296,13 @@ def test_parameters_are_validated():
     with pytest.raises(PirfError, match="forcing wavenumber"):
         Kolmogorov(forcing_wavenumber=6).solver(16)
     assert Kolmogorov.from_preset("paper").params == Kolmogorov().params
+
+
+@pytest.mark.parametrize("wavenumber", [4, 2])
+def test_position_harmonic_is_the_forcing(wavenumber):
+    # The base model's extra input channel must be the forcing's own shape, cos(k_f y).
+    pde = Kolmogorov(forcing_wavenumber=wavenumber)
+    (harmonic,) = pde.position_harmonics()
+    features = position_features((harmonic,), (24, 24), dtype=torch.float64)
+    forcing = kolmogorov_forcing((24, 24), 4.0, wavenumber, dtype=torch.float64)
+    torch.testing.assert_close(-4.0 * features[0], forcing, rtol=0, atol=1e-12)

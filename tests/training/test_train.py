@@ -166,3 +166,22 @@ def test_resume_refuses_other_data(poisson_file, tmp_path):
         train(tiny_config(finer, tmp_path / "run", resume=True))
     with pytest.raises(PirfError, match="nothing to resume"):
         train(tiny_config(poisson_file, tmp_path / "empty", resume=True))
+
+
+def test_kolmogorov_base_models_see_the_forcing_phase(tmp_path):
+    # A shift-equivariant network put half of its Kolmogorov samples at the forcing's wrong
+    # phase (docs/kolmogorov.md): models trained for it get the forcing's harmonic as input.
+    data = tmp_path / "kolmogorov16.h5"
+    pirf.data.generate("kolmogorov", 4, 16, 0, data, preset="tiny")
+    train(tiny_config(data, tmp_path / "run", iters=1))
+    config = load_checkpoint(tmp_path / "run" / "checkpoint").model.backbone.config
+    assert config.position_harmonics == ((1, 4),) and config.periodic == (True, True)
+    assert config.in_channels == 3 and config.out_channels is None
+
+
+def test_translation_invariant_pdes_get_no_position_channels(poisson_file, tmp_path):
+    train(tiny_config(poisson_file, tmp_path / "run", iters=1))
+    assert (
+        load_checkpoint(tmp_path / "run" / "checkpoint").model.backbone.config.position_harmonics
+        == ()
+    )

@@ -49,6 +49,43 @@ def periodic_pad(x: torch.Tensor, pad: int, periodic: Periodic) -> torch.Tensor:
     return F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="circular")
 
 
+Harmonic = tuple[int, int]
+"""``(axis, wavenumber)``: the position harmonic ``cos, sin(2 pi k i / n)`` along spatial axis
+``axis`` (0: dim -2, 1: dim -1) with ``k`` cycles per field (see :func:`position_features`)."""
+
+
+def position_features(
+    harmonics: tuple[Harmonic, ...],
+    shape: tuple[int, int],
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Fixed position channels ``(2 m, H, W)``: ``cos`` and ``sin`` of ``2 pi k i / n`` for
+    each of the ``m`` harmonics ``(axis, k)``, constant along the other axis.
+
+    Why: a convolutional network with circular padding is equivariant under shifts by
+    multiples of its total stride, so it cannot tell a field from its shifted copy. Where
+    the PDE is not translation-invariant (Kolmogorov's forcing ``cos(4 y)``), that symmetry
+    is wrong: on the 32^2 grid a shift by 4 cells flips the forcing's sign, and a model
+    with 4x down-sampling put half of its samples at that wrong phase. These channels break
+    exactly the missing symmetry and keep the PDE's own (shifts by a full period of the
+    harmonic). Wavenumbers are in cycles per field, so the features follow the resolution.
+    """
+    channels = []
+    for axis, wavenumber in harmonics:
+        n = shape[axis]
+        phase = (2.0 * math.pi * wavenumber / n) * torch.arange(n, dtype=torch.float64)
+        for values in (torch.cos(phase), torch.sin(phase)):
+            line = values.to(dtype=dtype, device=device)
+            channels.append(
+                line[:, None].expand(shape) if axis == 0 else line[None, :].expand(shape)
+            )
+    if not channels:
+        return torch.zeros((0, *shape), dtype=dtype, device=device)
+    return torch.stack(channels)
+
+
 class Conv2d(nn.Module):
     """A square convolution with "same" padding: circular on periodic axes, zeros elsewhere.
 

@@ -28,7 +28,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from pirf.errors import PirfError
-from pirf.models.layers import Conv2d, NoiseEmbedding, Periodic, ResBlock, group_norm
+from pirf.models.layers import (
+    Conv2d,
+    Harmonic,
+    NoiseEmbedding,
+    Periodic,
+    ResBlock,
+    group_norm,
+    position_features,
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,11 @@ class UNetConfig:
     """Noise embedding as scale and shift of a normalisation (True) or added (DDPM++)."""
     periodic: tuple[bool, bool] = (False, False)
     """Per spatial axis (dims -2, -1): circular padding if True, zeros otherwise."""
+    position_harmonics: tuple[Harmonic, ...] = ()
+    """``(axis, wavenumber)`` pairs whose fixed ``cos, sin`` position channels are appended
+    to the input (:func:`pirf.models.layers.position_features`): the PDE's
+    ``position_harmonics()``, for PDEs that are not translation-invariant on a periodic
+    axis. Empty (the default) keeps the network shift-equivariant."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -86,6 +99,10 @@ class UNetConfig:
             ),
             (self.emb_mult >= 1, "emb_mult must be >= 1"),
             (len(self.periodic) == 2, "periodic needs one flag per spatial axis"),
+            (
+                all(len(h) == 2 and h[0] in (0, 1) and h[1] >= 1 for h in self.position_harmonics),
+                "position_harmonics are (axis 0 or 1, wavenumber >= 1) pairs",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -113,6 +130,7 @@ class UNetConfig:
         data["channel_mult"] = list(self.channel_mult)
         data["attention_levels"] = list(self.attention_levels)
         data["periodic"] = list(self.periodic)
+        data["position_harmonics"] = [list(h) for h in self.position_harmonics]
         return data
 
     @classmethod
@@ -131,6 +149,10 @@ class UNetConfig:
                     values[key] = tuple(int(v) for v in values[key])
             if "periodic" in values:
                 values["periodic"] = tuple(bool(v) for v in values["periodic"])
+            if "position_harmonics" in values:
+                values["position_harmonics"] = tuple(
+                    (int(axis), int(k)) for axis, k in values["position_harmonics"]
+                )
             return cls(**values)
         except (TypeError, ValueError) as error:
             raise PirfError(f"invalid U-Net configuration: {error}") from None
@@ -154,7 +176,10 @@ class UNet(nn.Module):
         }
 
         self.embed = NoiseEmbedding(base, emb_channels, config.embedding)
-        self.stem = Conv2d(config.in_channels, base, 3, periodic=config.periodic)
+        position_channels = 2 * len(config.position_harmonics)
+        self.stem = Conv2d(
+            config.in_channels + position_channels, base, 3, periodic=config.periodic
+        )
 
         self.encoder = nn.ModuleDict()
         skips = [base]
@@ -229,6 +254,8 @@ class UNet(nn.Module):
                 f"got {tuple(x.shape[-2:])}"
             )
         emb = self.embed(noise_labels)
+        if self.config.position_harmonics:
+            x = torch.cat([x, self._positions(x)], dim=1)
         x = self.stem(x)
         skips = [x]
         for module in self.encoder.values():
@@ -241,6 +268,16 @@ class UNet(nn.Module):
                 x = torch.cat([x, skips.pop()], dim=1)
             x = module(x, emb)
         return self.out_conv(F.silu(self.out_norm(x)))
+
+    def _positions(self, x: torch.Tensor) -> torch.Tensor:
+        """The position channels for the batch ``x``, ``(B, 2 m, H, W)``, in its dtype."""
+        features = position_features(
+            self.config.position_harmonics,
+            (x.shape[-2], x.shape[-1]),
+            dtype=x.dtype,
+            device=x.device,
+        )
+        return features.unsqueeze(0).expand(x.shape[0], -1, -1, -1)
 
 
 def unet_from_config(**config: Any) -> UNet:

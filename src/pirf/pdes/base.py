@@ -113,6 +113,19 @@ class PDE(abc.ABC):
         """
         return fields
 
+    def position_harmonics(self) -> tuple[tuple[int, int], ...]:
+        """Position harmonics ``(axis, cycles per field)`` a denoiser of this PDE must see.
+
+        A convolutional network with circular padding cannot tell a field from its copy
+        shifted by a multiple of its total stride. Declare here the harmonics of any known
+        term that breaks translation invariance on a periodic axis (a forcing, a
+        coefficient that is fixed across samples); base models trained for this PDE get
+        their ``cos, sin`` as extra input channels (``UNetConfig.position_harmonics``).
+        Empty by default: fine for translation-invariant problems and for non-periodic
+        axes, where zero padding already tells position.
+        """
+        return ()
+
     def check_fields(self, fields: torch.Tensor) -> None:
         """Raise :class:`PirfError` unless ``fields`` is ``(B, C, H, W)`` for this PDE."""
         if fields.ndim != 4 or fields.shape[1] != len(self.channels):

@@ -226,6 +226,14 @@ class Kolmogorov(PDE):
             "frame_dt": float(p["frame_dt"]),
         }
 
+    def position_harmonics(self) -> tuple[tuple[int, int], ...]:
+        """The forcing ``cos(k_f y)``: ``y`` is axis 1 (dim -1), ``k_f`` cycles per field.
+
+        Shifting a flow by half the forcing's period in ``y`` flips the forcing's sign; a
+        shift-equivariant network cannot avoid generating such flows (docs/kolmogorov.md,
+        "Base models and the forcing's phase")."""
+        return ((1, int(self._params["forcing_wavenumber"])),)
+
     def residual(self, fields: torch.Tensor) -> torch.Tensor:
         """``(w2 - w0)/(2 dt) + P[v(w1).grad w1] - lap(w1)/Re + drag w1 - f``, ``(B, 1, H, W)``
         with the solver's de-aliased advection ``P[...]`` (:func:`vorticity_residual`)."""

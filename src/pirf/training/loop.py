@@ -164,7 +164,10 @@ class _Run:
                 resolution=self.data.resolution,
                 periodic=tuple(self.data.pde.grid.periodic),
                 bf16=cfg.bf16,
-                **cfg.model_overrides,
+                **{
+                    "position_harmonics": self.data.pde.position_harmonics(),
+                    **cfg.model_overrides,
+                },
             )
             self.counters: dict[str, Any] = {"iteration": 0, "samples": 0, "seconds": 0.0}
             ema_state = optimizer_state = None
