@@ -93,6 +93,30 @@ def test_initial_model_equals_the_base_for_any_condition(dtype, atol):
         pg_from_base(EDMDenoiser(torch.nn.Identity()))
 
 
+def test_initial_model_keeps_the_base_models_position_channels():
+    # A Kolmogorov-like base model sees cos, sin of a position harmonic after its fields:
+    # the PG stem must keep those weights behind the new condition channels.
+    torch.manual_seed(0)
+    base = preset_denoiser(
+        "tiny",
+        channels=3,
+        resolution=8,
+        base_channels=8,
+        bf16=False,
+        periodic=(True, True),
+        position_harmonics=((1, 2),),
+    )
+    with torch.no_grad():
+        base.backbone.out_conv.weight.normal_(0.0, 0.05)
+    base.eval()
+    pg = pg_from_base(base).eval()
+    assert pg.backbone.unet.stem.weight.shape[1] == 3 + 3 + 2
+    x, sigma = draw((2, 3, 8, 8), 1), torch.tensor([0.3, 3.0])
+    with torch.no_grad():
+        got = pg_denoise(pg, x, sigma, draw((2, 3, 8, 8), 2) * 100)
+        torch.testing.assert_close(got, base(x, sigma), rtol=0, atol=1e-6)
+
+
 def test_condition_is_the_residual_gradient_normalised_per_sample():
     x = draw((2, 2, 8, 8), 3, torch.float64) * 0.5
     gradient = residual_gradient(x, PDE, NORMALISATION)

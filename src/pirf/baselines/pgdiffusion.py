@@ -166,8 +166,8 @@ register_backbone(PG_BACKBONE, pg_unet_from_config, replace=True)
 def pg_from_base(base: EDMDenoiser) -> EDMDenoiser:
     """A conditional denoiser that equals ``base`` (a pirf U-Net denoiser) exactly.
 
-    Every U-Net weight is copied; the stem's weights for the ``C`` extra (condition)
-    input channels are zero, so the condition cannot change the output until training
+    Every U-Net weight is copied (position channels included); the stem's weights for the
+    ``C`` extra (condition) input channels are zero, so the condition cannot change the output until training
     moves them. The condition block is drawn from the global generator (seed it first).
     """
     backbone = base.backbone
@@ -181,8 +181,11 @@ def pg_from_base(base: EDMDenoiser) -> EDMDenoiser:
         raise PirfError("PG-Diffusion needs a base U-Net with as many outputs as inputs")
     pg = PGUNet(channels, replace(config, in_channels=2 * channels, out_channels=channels))
     weights = dict(backbone.state_dict())
+    # The U-Net's input is [fields (C), condition features (C), position channels]; the
+    # base stem has [fields (C), position channels].
     stem = weights["stem.weight"]
-    weights["stem.weight"] = torch.cat([stem, torch.zeros_like(stem)], dim=1)
+    fields, positions = stem[:, :channels], stem[:, channels:]
+    weights["stem.weight"] = torch.cat([fields, torch.zeros_like(fields), positions], dim=1)
     pg.unet.load_state_dict(weights, strict=True)
     parameter = next(backbone.parameters())
     pg = pg.to(device=parameter.device, dtype=parameter.dtype)
