@@ -167,8 +167,9 @@ def pg_from_base(base: EDMDenoiser) -> EDMDenoiser:
     """A conditional denoiser that equals ``base`` (a pirf U-Net denoiser) exactly.
 
     Every U-Net weight is copied (position channels included); the stem's weights for the
-    ``C`` extra (condition) input channels are zero, so the condition cannot change the output until training
-    moves them. The condition block is drawn from the global generator (seed it first).
+    ``C`` extra (condition) input channels are zero, so the condition cannot change the
+    output until training moves them. The condition block is drawn from the global
+    generator (seed it first).
     """
     backbone = base.backbone
     if not isinstance(backbone, UNet):

@@ -108,7 +108,10 @@ def finetune(
     ] = None,
     truncation: Annotated[
         int | None,
-        typer.Option("--truncation", help="K: differentiable last steps; 2 (--trainable lora: 5)."),
+        typer.Option(
+            "--truncation",
+            help="K: differentiable last steps; 2 (kolmogorov, --trainable lora: 5).",
+        ),
     ] = None,
     mode: Annotated[
         str | None,
@@ -131,7 +134,10 @@ def finetune(
     ] = None,
     weight_reg: Annotated[
         float | None,
-        typer.Option("--weight-reg", help="lambda of ||theta - theta_pretrained||^2; 1e-3."),
+        typer.Option(
+            "--weight-reg",
+            help="lambda of ||theta - theta_pretrained||^2; 1e-3 (kolmogorov: 100).",
+        ),
     ] = None,
     distill_reg: Annotated[
         float | None,
