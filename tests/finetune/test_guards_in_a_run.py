@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from pirf.finetune import finetune
+from pirf.finetune import finetune, trainer
+from pirf.finetune.reward import residual_loss
 from tests.finetune.test_run import config, make_base
 
 
@@ -15,21 +16,27 @@ def base(tmp_path_factory):
     return make_base(tmp_path_factory)
 
 
-def test_a_diverging_run_is_stopped_by_the_drift_guard(base, tmp_path):
-    # A learning rate 1000x the recipe's makes the loss climb; the drift guard trips after
-    # its 20-iteration grace, long before the 200 iterations asked for.
+def test_a_diverging_run_is_stopped_by_the_drift_guard(base, tmp_path, monkeypatch):
+    # A loss that climbs 5 % per iteration, as a failing run's does (method.md: losses drift
+    # upward steadily rather than spike). A real learning rate 1000x the recipe's does not
+    # make this tiny model climb reliably: whether it spikes and recovers or drifts depends
+    # on the last bits of the data, so the climb is made explicit here. The guard trips
+    # after its 20-iteration grace, long before the 200 iterations asked for.
+    calls = [0]
+
+    def climbing_loss(*args, **kwargs):
+        calls[0] += 1
+        return residual_loss(*args, **kwargs) * 1.05 ** calls[0]
+
+    monkeypatch.setattr(trainer, "residual_loss", climbing_loss)
     summary = finetune(
         config(
             base,
             tmp_path / "run",
             iters=200,
-            lr=1.0,
-            warmup=0,
             eval_every=10,
             fidelity_band=None,
             drift_guard=1.5,
-            grad_clip=0.0,
-            weight_reg=0.0,
         )
     )
     assert summary["stopped"] is not None
