@@ -81,6 +81,7 @@ def test_recipe_fills_in_per_pde_and_for_lora():
     assert recipe("poisson", "lora", (20, 3))["truncation"] == 3  # K fits every budget
     assert recipe("kolmogorov") == {"lr": 3e-5, "truncation": 5, "weight_reg": 100.0}
     assert recipe("kolmogorov", "top", (20, 4))["truncation"] == 4
+    assert recipe("helmholtz") == {"truncation": 5}
 
 
 @pytest.mark.parametrize(

@@ -110,7 +110,7 @@ def finetune(
         int | None,
         typer.Option(
             "--truncation",
-            help="K: differentiable last steps; 2 (kolmogorov, --trainable lora: 5).",
+            help="K: differentiable last steps; 2 (helmholtz, kolmogorov, lora: 5).",
         ),
     ] = None,
     mode: Annotated[
