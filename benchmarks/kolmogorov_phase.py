@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 import torch
 
 from pirf.data.loader import PDEDataset
+from pirf.models.layers import position_features
 from pirf.pdes.kolmogorov import Kolmogorov
 
 
@@ -31,10 +31,11 @@ def phase_split(path: str) -> dict[str, float | int | str]:
     if not isinstance(data.pde, Kolmogorov):
         raise SystemExit(f"error: {path} holds {data.pde.name} fields, not kolmogorov")
     fields = torch.as_tensor(data[0 : len(data)]).double()
-    width = fields.shape[-1]
-    wavenumber = int(data.pde.params["forcing_wavenumber"])
-    y = 2.0 * math.pi * torch.arange(width, dtype=torch.float64) / width
-    projection = 2.0 * (fields[:, 1] * torch.cos(wavenumber * y)).mean(dim=(-2, -1))
+    # cos(k_f y): the first of the position channels the model sees for this PDE.
+    forcing_shape = position_features(
+        data.pde.position_harmonics(), tuple(fields.shape[-2:]), dtype=torch.float64
+    )[0]
+    projection = 2.0 * (fields[:, 1] * forcing_shape).mean(dim=(-2, -1))
     mse = data.pde.residual(fields).square().mean(dim=(-3, -2, -1))
     wrong = projection > 0
     row: dict[str, float | int | str] = {
