@@ -233,12 +233,23 @@ def test_existing_files_need_force(tmp_path, capsys):
     assert listing(tmp_path / "set") == ["test.h5"]
 
 
-def test_splits_need_a_resolution_or_a_preset(tmp_path, capsys):
-    code, stdout, stderr = run(
+def test_splits_without_a_resolution_take_the_tiny_preset(tmp_path, capsys):
+    code, stdout, _ = run(
         capsys, "data", "splits", "toy", "--train", 2, "--test", 2, "--seed", 0,
-        "--out-dir", tmp_path / "set",
+        "--out-dir", tmp_path / "set", "--json",
     )  # fmt: skip
-    assert_one_line_error(code, stdout, stderr, "give a resolution")
+    assert code == 0
+    files = json.loads(stdout)["files"]
+    assert {f["preset"] for f in files.values()} == {"tiny"}
+    assert {f["shape"][-1] for f in files.values()} == {8}
+
+
+def test_splits_of_a_pde_without_presets_need_a_resolution(tmp_path, capsys):
+    code, stdout, stderr = run(
+        capsys, "data", "splits", "tests.data.test_generate:NoPresets", "--train", 2,
+        "--test", 2, "--seed", 0, "--out-dir", tmp_path / "set",
+    )  # fmt: skip
+    assert_one_line_error(code, stdout, stderr, "give a --resolution or a --preset")
     assert listing(tmp_path) == []
 
 

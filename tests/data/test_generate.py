@@ -3,6 +3,8 @@ and all-or-nothing files."""
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import h5py
 import numpy as np
 import pytest
@@ -120,7 +122,6 @@ def test_float32_solver_gives_nearly_the_same_data(tmp_path):
         ({"pde": "toy-residual-only"}, "cannot generate data"),
         ({"params": {"viscosity": 1}}, "unknown parameter"),
         ({"preset": "huge"}, "no preset 'huge'"),
-        ({"resolution": None}, "give a resolution"),
         ({"compression": "zstd"}, "unknown compression"),
     ],
 )
@@ -130,6 +131,21 @@ def test_bad_requests_fail_before_any_work(tmp_path, kwargs, message):
     with pytest.raises(PirfError, match=message):
         pirf.data.generate(**request)
     assert list(tmp_path.iterdir()) == []
+
+
+class NoPresets(Toy):
+    """A toy PDE without presets: a request must name its resolution."""
+
+    name = "toy-no-presets"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+
+def test_resolution_defaults_to_the_tiny_preset(tmp_path):
+    summary = pirf.data.generate("toy", 2, None, 0, tmp_path / "x.h5")
+    assert summary.preset == "tiny" and summary.written.shape[-1] == 8
+    with pytest.raises(PirfError, match="give a resolution or a preset that has one"):
+        pirf.data.generate(f"{__name__}:NoPresets", 2, None, 0, tmp_path / "y.h5")
+    assert not (tmp_path / "y.h5").exists()
 
 
 def test_destination_checks(tmp_path):
@@ -142,7 +158,7 @@ def test_destination_checks(tmp_path):
         pirf.data.generate("toy", 2, 8, 0, tmp_path)
     target = tmp_path / "x.h5"
     first = pirf.data.generate("toy", 2, 8, 0, target)
-    with pytest.raises(PirfError, match="already exists; pass --force"):
+    with pytest.raises(PirfError, match="already exists; pass force=True"):
         pirf.data.generate("toy", 3, 8, 0, target)
     assert len(pirf.data.load(target)) == 2
     pirf.data.generate("toy", 3, 8, 0, target, force=True)

@@ -100,3 +100,41 @@ def test_cli_json_and_errors(files, capsys, tmp_path):
         )
         == 2
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "label"),
+    [
+        ("runs/darcy-pirf/checkpoint", "darcy-pirf"),
+        ("runs/darcy-pirf/best", "darcy-pirf (best)"),
+        ("runs/darcy-pirf/checkpoints/iter-0000040", "darcy-pirf (iter-0000040)"),
+        ("out/samples.h5", "samples"),
+        ("some-model", "some-model"),
+    ],
+)
+def test_rows_are_named_after_the_run(path, label):
+    from pirf.evaluation.report import source_label
+
+    assert source_label(path) == label
+
+
+def test_terminal_tables_fit_80_columns_and_name_the_run(files, tmp_path):
+    from rich.console import Console
+
+    import pirf.cli.evaluate as command
+
+    root, checkpoint = files
+    report = evaluate_checkpoint(checkpoint, root / "test.h5", steps=(2,), n=6,
+                                 figures=tmp_path / "figures")  # fmt: skip
+    console = Console(width=80, record=True, force_terminal=False)
+    original = command.console
+    command.console = console
+    try:
+        command.print_report(report)
+    finally:
+        command.console = original
+    text = console.export_text()
+    assert "…" not in text
+    assert f"{Path(checkpoint).name} @ 2 steps" in text
+    assert all(len(line.rstrip()) <= 80 for line in text.splitlines())
+    assert not any(".h5" in Path(figure).name for figure in report["figures"])

@@ -101,3 +101,42 @@ def test_lora_takes_its_recipe_unless_told_otherwise(base, tmp_path, capsys, ext
     config = json.loads(stdout)["config"]
     assert config["trainable"] == "lora" and config["truncation"] == truncation
     assert config["lr"] == pytest.approx(lr)
+
+
+def _tree(root):
+    """Every file under ``root`` with its bytes and modification time."""
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_resuming_a_finished_run_leaves_it_untouched(base, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ("--ckpt", base, "--out", out, "--device", "cpu", "--no-figures")
+    code, _, _ = run(capsys, *common, "--iters", 2, "--batch", 2, "--sampler-steps", 4,
+                     "--eval-steps", "4", "--eval-n", 4, "--eval-every", 0)  # fmt: skip
+    assert code == 0
+    before = _tree(out)
+    code, stdout, stderr = run(capsys, *common, "--resume")
+    assert code == 0 and stderr == ""
+    assert stdout.strip() == "already complete (2/2 iterations); nothing to do"
+    code, stdout, _ = run(capsys, *common, "--resume", "--json")
+    summary = json.loads(stdout)
+    assert code == 0 and summary["already_complete"] and summary["final"] is not None
+    assert summary["residual_ratio"]["4"] > 0
+    assert _tree(out) == before
+    # asking for more iterations continues the run
+    code, stdout, _ = run(capsys, *common, "--resume", "--iters", 3, "--json")
+    assert code == 0 and json.loads(stdout)["iterations"] == 3
+
+
+def test_api_errors_name_the_api_arguments(base, tmp_path):
+    from pirf.errors import PirfError
+    from pirf.finetune import FinetuneConfig, finetune
+
+    with pytest.raises(PirfError, match=r"start the run without resume=True$"):
+        finetune(FinetuneConfig(ckpt=base, out=tmp_path / "none", resume=True))
+    with pytest.raises(PirfError, match=r"^unknown mode 'drift'"):
+        finetune(FinetuneConfig(ckpt=base, out=tmp_path / "x", mode="drift"))

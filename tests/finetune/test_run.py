@@ -196,7 +196,7 @@ def test_lora_checkpoint_has_the_plain_architecture(base, straight):
 def test_resume_refuses_another_trajectory_or_base(base, tmp_path):
     out = tmp_path / "run"
     run(base, out, stop_at=2)
-    with pytest.raises(PirfError, match=r"--resume: lr is 0.002 but the run .* made with 0.001"):
+    with pytest.raises(PirfError, match=r"resume=True: lr is 0.002 but the run .* made with 0.001"):
         finetune(config(base, out, resume=True, lr=2e-3, given=("lr",)))
     # the same weights, but recorded as another training run (other seed): another base
     other = tmp_path / "other-base"
@@ -217,7 +217,7 @@ def test_resume_refuses_another_trajectory_or_base(base, tmp_path):
 def test_new_run_refuses_a_directory_with_a_run(base, straight):
     out, _ = straight("top")
     before = {p: p.read_bytes() for p in (out / "metrics.jsonl", out / "summary.json")}
-    with pytest.raises(PirfError, match="already holds a training run; pass --resume"):
+    with pytest.raises(PirfError, match="already holds a training run; pass resume=True"):
         finetune(config(base, out))
     assert all(p.read_bytes() == content for p, content in before.items())
 

@@ -69,3 +69,21 @@ def test_bad_inputs_are_one_line_errors(poisson_file, tmp_path, capsys, change, 
     assert code == 2 and stdout == ""
     assert stderr.startswith("error: ") and stderr.count("\n") == 1 and message in stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_resuming_a_finished_run_leaves_it_untouched(poisson_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, _ = run(capsys, "--data", poisson_file, "--out", out, "--preset", "tiny", *FAST)
+    assert code == 0
+    before = {
+        str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()
+    }
+    code, stdout, stderr = run(capsys, "--data", poisson_file, "--out", out, "--resume")
+    assert code == 0 and stderr == ""
+    assert stdout.strip() == "already complete (2/2 iterations); nothing to do"
+    code, stdout, _ = run(capsys, "--data", poisson_file, "--out", out, "--resume", "--json")
+    assert code == 0 and json.loads(stdout)["already_complete"]
+    after = {
+        str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()
+    }
+    assert after == before

@@ -144,7 +144,7 @@ def test_diverged_loss_stops_and_keeps_the_last_good_checkpoint(
 
 def test_new_run_refuses_a_directory_with_a_run(poisson_file, tmp_path):
     train(tiny_config(poisson_file, tmp_path / "run", iters=2))
-    with pytest.raises(PirfError, match="already holds a training run; pass --resume"):
+    with pytest.raises(PirfError, match="already holds a training run; pass resume=True"):
         train(tiny_config(poisson_file, tmp_path / "run", iters=2))
 
 
@@ -152,7 +152,7 @@ def test_resume_refuses_conflicting_settings(poisson_file, tmp_path):
     train(tiny_config(poisson_file, tmp_path / "run", stop_at=4))
     with pytest.raises(PirfError, match=r"batch is 8 but the run .* was made with 4"):
         train(tiny_config(poisson_file, tmp_path / "run", resume=True, batch=8))
-    with pytest.raises(PirfError, match="--iters 3 is below the 4 iterations"):
+    with pytest.raises(PirfError, match=r"^iters 3 is below the 4 iterations"):
         train(tiny_config(poisson_file, tmp_path / "run", resume=True, iters=3))
 
 

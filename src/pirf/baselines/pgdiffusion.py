@@ -480,6 +480,7 @@ def pgdiffusion_train(config: PGDiffusionConfig) -> dict[str, Any]:
         seed=config.seed,
         device=device,
         progress=config.progress,
+        label="pg-diffusion",
     )
     return save_baseline(
         "pg-diffusion",

@@ -203,6 +203,7 @@ def optimise(
     device: torch.device,
     ema: EMA | None = None,
     progress: bool = False,
+    label: str = "train",
 ) -> Optimisation:
     """Adam on ``loss_fn`` for ``iters`` steps, with warm-up, cosine decay and clipping.
 
@@ -211,7 +212,7 @@ def optimise(
     generator (dropout) is re-seeded from the same key before every step, inside a forked
     RNG state, so the run is reproducible and leaves the caller's random state alone. A
     non-finite loss or gradient stops the run with a PirfError. ``ema`` (if given) is
-    updated after every step.
+    updated after every step. ``label`` names the stage in the progress display.
     """
     draws = Draws(seed, n_data=len(fields), batch=batch)
     batches = BatchSource(fields, draws, device)
@@ -225,7 +226,7 @@ def optimise(
     try:
         with (
             torch.random.fork_rng(devices=devices),
-            TrainingProgress(enabled=progress, start=0, total=iters) as bar,
+            TrainingProgress(enabled=progress, start=0, total=iters, label=label) as bar,
         ):
             for iteration in range(iters):
                 rate = learning_rate(
@@ -251,8 +252,8 @@ def optimise(
                 if ema is not None:
                     ema.update(model, samples_seen=(iteration + 1) * batch, batch=batch)
                 history.append({**means, "lr": rate, "grad_norm": grad_norm})
-                elapsed = time.perf_counter() - began
-                bar.update(iteration + 1, means["loss"], (iteration + 1) * batch / elapsed)
+                recent = history[-FINAL_WINDOW:]
+                bar.update(iteration + 1, sum(row["loss"] for row in recent) / len(recent))
     finally:
         batches.close()
         model.eval()
@@ -573,6 +574,7 @@ def pidm_finetune(config: PIDMConfig) -> dict[str, Any]:
         device=device,
         ema=ema,
         progress=config.progress,
+        label="pidm",
     )
     return save_baseline(
         "pidm",

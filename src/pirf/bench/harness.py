@@ -34,7 +34,7 @@ from pirf.assets import shipped_checkpoint
 from pirf.bench.methods import METHODS, Context, Stage, write_json
 from pirf.bench.presets import BenchPreset
 from pirf.bench.report import write_report
-from pirf.errors import PirfError
+from pirf.errors import PirfError, option
 from pirf.evaluation import evaluate_fields, ground_truth_floor, prepare_reference
 from pirf.evaluation.protocol import headline
 from pirf.models import read_checkpoint_info
@@ -50,7 +50,9 @@ def _names(text: str, known: Sequence[str], what: str) -> list[str]:
     names = list(known) if text == "all" else [p.strip() for p in text.split(",") if p.strip()]
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise PirfError(f"unknown {what} '{','.join(unknown)}'; use 'all' or of {', '.join(known)}")
+        raise PirfError(
+            f"unknown {what} '{','.join(unknown)}'; use 'all' or some of {', '.join(known)}"
+        )
     return names
 
 
@@ -279,13 +281,16 @@ def run_bench(
     options = options or {}
     for method in options:
         if method not in methods or method == "base":
-            raise PirfError(f"--method-option names '{method}', which this bench does not run")
+            raise PirfError(
+                f"{option('method_options', flag='--method-option')} names '{method}', "
+                "which this bench does not run"
+            )
     out = Path(out)
     say = say or (lambda text: None)
     if out.exists() and not out.is_dir():
-        raise PirfError(f"--out {out} is a file; give a directory")
+        raise PirfError(f"{option('out')} {out} is a file; give a directory")
     if report_only and not out.is_dir():
-        raise PirfError(f"--report-only: {out} holds no bench to report on")
+        raise PirfError(f"{option('report_only', True)}: {out} holds no bench to report on")
     out.mkdir(parents=True, exist_ok=True)
     contexts = [_context(out, pde, preset, device, progress, steps, options) for pde in pdes]
     graph = {ctx.pde_name: plan(ctx, methods, steps) for ctx in contexts}

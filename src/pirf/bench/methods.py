@@ -37,7 +37,7 @@ from pirf.baselines import guidance
 from pirf.baselines.pgdiffusion import PGDiffusionConfig, generate_pg, pgdiffusion_train
 from pirf.baselines.pidm import PIDMConfig, pidm_finetune
 from pirf.data.atomic import fsync_path
-from pirf.errors import PirfError
+from pirf.errors import PirfError, option
 from pirf.evaluation import evaluate_fields
 from pirf.evaluation.band import DEFAULT_BAND, Fidelity, FidelityBand
 from pirf.evaluation.protocol import headline
@@ -149,7 +149,9 @@ def configure(kind: type, method: str, **values: Any) -> Any:
     try:
         return kind(**values)
     except TypeError as error:
-        raise PirfError(f"--method-option {method}: {error}") from None
+        raise PirfError(
+            f"{option('method_options', flag='--method-option')} {method}: {error}"
+        ) from None
 
 
 def _seconds(path: Path, key: str = "seconds") -> float | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from pirf.errors import PirfError
+from pirf.errors import PirfError, option
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,12 @@ def resolve_preset(name: str, **overrides: int | None) -> BenchPreset:
     for key in OVERRIDABLE:
         value = getattr(preset, key)
         if value is not None and value <= 0:
-            raise PirfError(f"--{key.replace('_', '-')} must be positive, got {value}")
+            raise PirfError(f"{option(key)} must be positive, got {value}")
     if preset.n_test < 4 or preset.n_val < 4:
-        raise PirfError("--n-test and --n-val must be at least 4 (fidelity compares halves)")
+        raise PirfError(
+            f"{option('n_test')} and {option('n_val')} must be at least 4 "
+            "(fidelity compares halves)"
+        )
     return preset
 
 

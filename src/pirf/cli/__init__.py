@@ -20,7 +20,7 @@ from pirf.cli import pdes as pdes_commands
 from pirf.cli import sample as sample_commands
 from pirf.cli import train as train_commands
 from pirf.cli._common import console_err
-from pirf.errors import PirfError
+from pirf.errors import PirfError, command_line_words
 
 app = typer.Typer(
     name="pirf",
@@ -55,7 +55,8 @@ def _root(
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, mapping user errors to exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        with command_line_words():
+            app(args=argv, standalone_mode=False)
     except PirfError as error:
         console_err.print(
             f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -22,6 +23,23 @@ console_err = Console(stderr=True)
 for _console in (console, console_err):
     if not _console.is_terminal:  # pipes and logs: wide enough that tables do not fold
         _console.width = max(_console.width, 120)
+
+
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        help="CPU threads; default: one per core that other work leaves free "
+        "(OMP_NUM_THREADS if set).",
+    ),
+]
+
+
+def use_threads(threads: int | None) -> int:
+    """Apply ``--threads`` (first thing a computing command does; see pirf.threads)."""
+    from pirf.threads import use_threads as apply
+
+    return apply(threads)
 
 
 def emit_json(payload: dict[str, Any]) -> None:

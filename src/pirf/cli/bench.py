@@ -13,7 +13,7 @@ from rich.table import Table
 
 from pirf.bench.harness import resolve_methods, resolve_pdes, run_bench
 from pirf.bench.presets import resolve_preset
-from pirf.cli._common import console, console_err, emit_json
+from pirf.cli._common import ThreadsOpt, console, console_err, emit_json, use_threads
 from pirf.cli.finetune import parse_steps
 from pirf.errors import PirfError
 
@@ -86,9 +86,11 @@ def bench(
         bool,
         typer.Option("--report-only", help="Run nothing; report what is already done."),
     ] = False,
+    threads: ThreadsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Run the baselines and PIRF on the benchmarks; write report.md, report.json, figures."""
+    use_threads(threads)
     chosen = resolve_preset(
         preset,
         n_eval=n_eval,

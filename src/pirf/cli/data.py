@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 import pirf.data
-from pirf.cli._common import ProgressReporter, console, emit_json
+from pirf.cli._common import ProgressReporter, ThreadsOpt, console, emit_json, use_threads
 from pirf.cli.verify import verify as verify_command
 from pirf.data.generate import DEFAULT_BATCH_SIZE, GenerationSummary
 from pirf.errors import PirfError
@@ -109,11 +109,15 @@ def print_generation(summaries: dict[str, GenerationSummary]) -> None:
 
 PdeArg = Annotated[str, typer.Argument(help="PDE name (see `pirf pdes`) or module:Class.")]
 ResolutionOpt = Annotated[
-    int | None, typer.Option("--resolution", help="Grid size R (R x R); default: the preset's.")
+    int | None,
+    typer.Option("--resolution", help="Grid size R (R x R); default: the preset's (tiny: 32)."),
 ]
 PresetOpt = Annotated[
     str | None,
-    typer.Option("--preset", help="Named configuration; default: the one whose resolution is R."),
+    typer.Option(
+        "--preset",
+        help="Named configuration; default: the one whose resolution is R, or tiny without R.",
+    ),
 ]
 ParamOpt = Annotated[
     list[str] | None,
@@ -143,9 +147,11 @@ def generate(
     batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
     compression: CompressionOpt = Compression.none,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate N samples of a PDE with its solver into one HDF5 file."""
+    use_threads(threads)
     with ProgressReporter(enabled=not as_json) as reporter:
         summary = pirf.data.generate(
             pde,
@@ -185,9 +191,11 @@ def splits(
     batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
     compression: CompressionOpt = Compression.none,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate train/test (and val) files from one seed, on disjoint seed streams."""
+    use_threads(threads)
     sizes = {"train": train, "test": test, **({"val": val} if val is not None else {})}
     with ProgressReporter(enabled=not as_json) as reporter:
         summaries = pirf.data.generate_splits(
@@ -267,9 +275,11 @@ def check(
         int, typer.Option("--batch-size", help="Samples per residual batch.")
     ] = 64,
     device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a file (readable, finite) and report its statistics and PDE residual."""
+    use_threads(threads)
     report = pirf.data.check(file, batch_size=batch_size, device=device)
     if as_json:
         emit_json(report)

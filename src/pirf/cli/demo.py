@@ -24,7 +24,7 @@ from rich.table import Table
 
 import pirf.data
 from pirf.assets import shipped_checkpoint
-from pirf.cli._common import console, console_err, emit_json
+from pirf.cli._common import ThreadsOpt, console, console_err, emit_json, use_threads
 from pirf.errors import PirfError
 from pirf.evaluation.figures import save_comparison
 from pirf.evaluation.protocol import evaluate_checkpoint
@@ -118,9 +118,11 @@ def demo(
         int, typer.Option("--n-eval", help="Samples per model in the final evaluation.")
     ] = 128,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
+    threads: ThreadsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Base model -> PIRF fine-tuning -> evaluation at 20 steps, with a table and a figure."""
+    use_threads(threads)
     if iters <= 0 or n_eval < 4:
         raise PirfError("--iters must be positive and --n-eval at least 4")
     began = time.perf_counter()
@@ -205,6 +207,7 @@ def demo(
         },
         "residual_reduction": rows["base"]["residual_mse"] / rows["pirf"]["residual_mse"],
         "fidelity_ratio": rows["pirf"]["fidelity"] / rows["base"]["fidelity"],
+        "consistency_ratio": rows["pirf"]["consistency"] / rows["base"]["consistency"],
         "finetune": {
             key: summary[key]
             for key in (
@@ -222,6 +225,7 @@ def demo(
         "curves": summary.get("figures", []),
         "seconds": seconds["total"],
         "stage_seconds": seconds,
+        "threads": torch.get_num_threads(),
     }
     if as_json:
         emit_json(payload)
@@ -269,8 +273,15 @@ def _print(payload: dict[str, Any]) -> None:
         f"{tune['trainable_parameters']:,} of {tune['parameters']:,} parameters trained",
         highlight=False,
     )
+    before, after = payload["base"]["consistency"], payload["pirf"]["consistency"]
+    verdict = "worse" if after > before else "better" if after < before else "unchanged"
+    console.print(
+        f"solver consistency {verdict}: {before:.3g} -> {after:.3g} (relative L2 distance "
+        "between the generated u and a re-solve from the generated a; lower is better)",
+        highlight=False,
+    )
     console.print(
         f"figure {payload['figure']}; curves {', '.join(payload['curves'])}; "
-        f"{payload['seconds']:.0f} s in all",
+        f"{payload['seconds']:.0f} s in all on {payload['threads']} thread(s)",
         highlight=False,
     )

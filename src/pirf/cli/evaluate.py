@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
-from pirf.cli._common import console, emit_json
+from pirf.cli._common import ProgressReporter, ThreadsOpt, console, emit_json, use_threads
 from pirf.data.atomic import atomic_output
 from pirf.errors import PirfError
 from pirf.evaluation.protocol import evaluate_checkpoint, evaluate_files
-from pirf.evaluation.report import markdown_table, table_rows
+from pirf.evaluation.report import COLUMNS, PHYSICS_COLUMNS, markdown_table, table_rows
 
 
 def _steps(text: str) -> list[int]:
@@ -24,6 +25,52 @@ def _steps(text: str) -> list[int]:
     if not steps or min(steps) <= 0:
         raise PirfError(f"--steps expects positive integers like 20,40,80, got '{text}'")
     return steps
+
+
+def _header(label: str) -> str:
+    """A column header stacked on two lines, so the table fits 80 columns."""
+    stacked = {
+        "residual MSE": "residual\nMSE",
+        "spectrum err": "spectrum\nerror",
+        "consistency": "consis-\ntency",
+        "diversity": "diver-\nsity",
+        "s/sample": "s /\nsample",
+    }
+    return stacked.get(label, label.replace(" ", "\n", 1))
+
+
+def print_report(report: dict) -> None:
+    """The report as two tables that each fit 80 columns: physics, then fidelity and the
+    sampling cost."""
+    header, rows = table_rows(report)
+    physics = {label for key, label in COLUMNS if key in PHYSICS_COLUMNS}
+    blocks = (
+        ("physics", [0, *(i for i, c in enumerate(header) if c in physics)]),
+        (
+            "fidelity and cost",
+            [0, *(i for i, c in enumerate(header[3:], 3) if c not in physics), 1, 2],
+        ),
+    )
+    for name, columns in blocks:
+        title = f"{report['pde']} {name}" + (
+            f" against {report['reference']}" if name == "physics" else ""
+        )
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for index in columns:
+            label = header[index]
+            if index == 0:
+                table.add_column("model", overflow="fold", ratio=1, min_width=12)
+            else:
+                table.add_column(_header(label), justify="right", no_wrap=True)
+        for row in rows:
+            table.add_row(*(row[i] for i in columns))
+        console.print(table)
+    console.print(
+        "residual: physical units, over samples (mean, median, p90); consistency: relative L2 "
+        "distance to a re-solve; MMD: joint feature MMD to held-out data (ground-truth row: "
+        "the data-vs-data floor); diversity: mean pairwise distance relative to data.",
+        style="dim",
+    )
 
 
 def evaluate(
@@ -47,22 +94,26 @@ def evaluate(
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the report (JSON) here.")
     ] = None,
+    threads: ThreadsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Residual, solver consistency and data fidelity against held-out data, with floors."""
+    use_threads(threads)
     if (samples is None) == (ckpt is None):
         raise PirfError("give either --samples FILE or --ckpt DIR (not both)")
     if ckpt is not None:
-        report = evaluate_checkpoint(
-            ckpt,
-            reference,
-            steps=_steps(steps),
-            n=n,
-            seed=seed,
-            device=device,
-            consistency=not no_consistency,
-            figures=figures,
-        )
+        with ProgressReporter(enabled=not as_json) as reporter:
+            report = evaluate_checkpoint(
+                ckpt,
+                reference,
+                steps=_steps(steps),
+                n=n,
+                seed=seed,
+                device=device,
+                consistency=not no_consistency,
+                figures=figures,
+                progress=reporter.callback,
+            )
     else:
         report = evaluate_files(
             samples, reference, consistency=not no_consistency, seed=seed, figures=figures
@@ -74,18 +125,6 @@ def evaluate(
     if as_json:
         emit_json(report)
         return
-    header, rows = table_rows(report)
-    table = Table(title=f"{report['pde']}: evaluation against {report['reference']}")
-    for column in header:
-        table.add_column(column, justify="left" if column == "" else "right")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-    console.print(
-        "residual: physical units, over samples (mean, median, p90); MMD: joint feature MMD to "
-        "held-out data (ground-truth row: the data-vs-data floor); diversity: mean pairwise "
-        "distance relative to data.",
-        style="dim",
-    )
+    print_report(report)
     if report.get("figures"):
         console.print(f"figures: {', '.join(report['figures'])}")

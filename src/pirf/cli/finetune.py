@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pirf.cli._common import console, emit_json
+from pirf.cli._common import ThreadsOpt, console, emit_json, use_threads
 from pirf.errors import PirfError
 from pirf.finetune import FinetuneConfig
 from pirf.finetune import finetune as run_finetune
@@ -37,6 +37,20 @@ def parse_steps(text: str | None, option: str) -> tuple[int, ...] | None:
 
 def _fmt(value: Any, spec: str = ".4g") -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _best(summary: dict[str, Any]) -> str:
+    """Where ``best/`` is and which evaluation it holds (saying so when it is the base)."""
+    best, path = summary.get("best") or {}, summary["best_checkpoint"]
+    if path is None:
+        return "-"
+    iteration = best.get("iteration")
+    if iteration == 0:
+        return (
+            f"{path} (iteration 0: the base model's weights; no evaluation of the fine-tuned "
+            "model beat them inside the fidelity band)"
+        )
+    return f"{path} (iteration {iteration}, residual {_fmt(best.get('residual_mse'))})"
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -81,7 +95,7 @@ def print_summary(summary: dict[str, Any]) -> None:
         ("peak memory", f"{summary['peak_memory_gib']:.2f} GiB ({summary['peak_memory_kind']})"),
         ("seconds", f"{summary['seconds']:.1f} (run total {summary['total_seconds']:.1f})"),
         ("checkpoint", str(summary["checkpoint"])),
-        ("best", str(summary["best_checkpoint"])),
+        ("best", _best(summary)),
     ]
     if summary["stopped"]:
         rows.append(("stopped", summary["stopped"]["reason"]))
@@ -236,9 +250,11 @@ def finetune(
         bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")
     ] = False,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Draw no figures.")] = False,
+    threads: ThreadsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """PIRF fine-tune a base model: residual reward through the last sampler steps."""
+    use_threads(threads)
     options: dict[str, Any] = {
         "sampler_steps": sampler_steps,
         "truncation": truncation,
@@ -298,6 +314,12 @@ def finetune(
         **given,
     )
     summary = run_finetune(config)
+    if summary.get("already_complete"):
+        if as_json:
+            emit_json(summary)
+        else:
+            console.print(summary["message"], highlight=False)
+        return
     if summary["rank"] != 0:
         return
     if as_json:

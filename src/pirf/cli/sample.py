@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pirf.cli._common import ProgressReporter, console, emit_json
+from pirf.cli._common import ProgressReporter, ThreadsOpt, console, emit_json, use_threads
 from pirf.sampling.from_checkpoint import sample_to_file
 
 
@@ -40,9 +40,11 @@ def sample(
         bool, typer.Option("--no-ema", help="Use the raw, not EMA, weights.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    threads: ThreadsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Sample N fields from a checkpoint with the deterministic EDM sampler."""
+    use_threads(threads)
     with ProgressReporter(enabled=not as_json) as reporter:
         summary = sample_to_file(
             ckpt,

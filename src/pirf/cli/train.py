@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pirf.cli._common import console, emit_json
+from pirf.cli._common import ThreadsOpt, console, emit_json, use_threads
 from pirf.errors import PirfError
 from pirf.training import TrainConfig
 from pirf.training import train as run_training
@@ -44,7 +44,13 @@ def print_summary(summary: dict[str, Any]) -> None:
     loss = summary["final_loss"]
     rows = [
         ("iterations", f"{summary['iterations']} / {summary['target_iterations']}"),
-        ("final loss", "-" if loss is None else f"{loss:.5f}"),
+        (
+            "final loss",
+            "-"
+            if loss is None
+            else f"{loss:.5f} (mean of the last {summary['final_loss_iterations']} iterations, "
+            "the last line of metrics.jsonl)",
+        ),
         ("seconds", f"{summary['seconds']:.1f} (run total {summary['total_seconds']:.1f})"),
         ("samples/s", f"{summary['samples_per_s']:.1f}"),
         ("parameters", f"{summary['parameters']:,}"),
@@ -67,7 +73,11 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Run directory.")],
     preset: Annotated[
         str | None,
-        typer.Option("--preset", help="Network size: tiny, small or paper (new runs)."),
+        typer.Option(
+            "--preset",
+            help="Network size: tiny, small or paper. Required to start a run; "
+            "--resume takes the run's own.",
+        ),
     ] = None,
     iters: Annotated[
         int | None, typer.Option("--iters", help="Total iterations; default: the preset's.")
@@ -111,9 +121,11 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")
     ] = False,
+    threads: ThreadsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Train a base EDM model on a dataset (EMA, checkpoints, figures, resumable)."""
+    use_threads(threads)
     config = TrainConfig(
         data=data,
         out=out,
@@ -135,6 +147,12 @@ def train(
         progress=not as_json,
     )
     summary = run_training(config)
+    if summary.get("already_complete"):
+        if as_json:
+            emit_json(summary)
+        else:
+            console.print(summary["message"], highlight=False)
+        return
     if summary["rank"] != 0:  # under torchrun, rank 0 reports
         return
     if as_json:

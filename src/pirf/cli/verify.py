@@ -16,7 +16,7 @@ from rich.table import Table
 
 import pirf.data
 import pirf.pdes
-from pirf.cli._common import ProgressReporter, console, emit_json
+from pirf.cli._common import ProgressReporter, ThreadsOpt, console, emit_json, use_threads
 from pirf.errors import PirfError
 from pirf.verification import NOISE_LEVEL, verify_file
 
@@ -32,9 +32,11 @@ def verify(
     ] = "all",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generated data.")] = 0,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
+    threads: ThreadsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Generate a small dataset of each PDE and print its verification table."""
+    use_threads(threads)
     names = pirf.pdes.names() if pdes == "all" else [p.strip() for p in pdes.split(",")]
     for name in names:
         pirf.pdes.get_class(name)  # fail early, with the list of known PDEs

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
-from pirf.errors import PirfError
+from pirf.errors import PirfError, option
 
 
 def check_destination(path: str | Path, *, force: bool = False) -> Path:
@@ -35,7 +35,7 @@ def check_destination(path: str | Path, *, force: bool = False) -> Path:
     if path.is_dir():
         raise PirfError(f"{path} is a directory; give a file name such as {path / 'data.h5'}")
     if path.exists() and not force:
-        raise PirfError(f"{path} already exists; pass --force (force=True) to overwrite it")
+        raise PirfError(f"{path} already exists; pass {option('force', True)} to overwrite it")
     return path
 
 

@@ -22,7 +22,7 @@ import pirf.pdes
 from pirf.data.atomic import check_destination
 from pirf.data.writer import COMPRESSIONS, WriteSummary, open_writer
 from pirf.devices import resolve_device
-from pirf.errors import PirfError
+from pirf.errors import PirfError, option
 from pirf.pdes.base import PDE
 from pirf.seeding import STREAMS, unit_generators
 
@@ -79,6 +79,10 @@ class GenerationSummary:
         }
 
 
+DEFAULT_PRESET = "tiny"
+"""The preset a request without a resolution or a preset takes."""
+
+
 def resolve_pde(
     pde: PDE | str,
     *,
@@ -91,7 +95,7 @@ def resolve_pde(
     A name is looked up in the registry; its parameters come from ``preset`` if given, else
     from the preset whose resolution is ``resolution`` (Kolmogorov's Reynolds number depends
     on the grid), else the defaults; ``params`` override them. Without ``resolution`` the
-    preset's is used.
+    preset's is used, and without either the ``tiny`` preset (where the PDE has one).
     """
     if isinstance(pde, PDE):
         if preset is not None or params:
@@ -102,6 +106,8 @@ def resolve_pde(
     pde_class = pirf.pdes.get_class(pde)
     if preset is None and resolution is not None:
         preset = pde_class.preset_for_resolution(resolution)
+    if preset is None and resolution is None and DEFAULT_PRESET in pde_class.presets:
+        preset = DEFAULT_PRESET
     if preset is not None:
         instance = pde_class.from_preset(preset, **dict(params or {}))
         if resolution is None:
@@ -109,7 +115,7 @@ def resolve_pde(
     else:
         instance = pde_class(**dict(params or {}))
     if resolution is None:
-        raise PirfError("give a resolution (--resolution) or a preset that has one (--preset)")
+        raise PirfError(f"give a {option('resolution')} or a {option('preset')} that has one")
     return instance, resolution, preset
 
 

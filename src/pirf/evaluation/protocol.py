@@ -9,7 +9,8 @@ extracts the columns of the readable table.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pirf.data
 from pirf.errors import PirfError
 from pirf.evaluation.figures import save_sample_grid, save_spectra
 from pirf.evaluation.metrics import evaluate_fields, ground_truth_floor, prepare_reference
+from pirf.evaluation.report import source_label
 
 
 def _value(tree: dict[str, Any], *keys: str) -> Any:
@@ -55,7 +57,8 @@ FIGURE_SAMPLES = 4
 
 
 def _slug(label: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in label).strip("-")
+    """A file-name form of a row label: runs of other characters become one ``-``."""
+    return re.sub(r"[^0-9A-Za-z_]+", "-", label).strip("-") or "row"
 
 
 def write_figures(
@@ -141,7 +144,7 @@ def evaluate_files(
         attrs = data.attrs
         rows.append(
             {
-                "label": Path(path).name,
+                "label": source_label(path),
                 "samples": str(path),
                 "steps": attrs.get("steps"),
                 "sampler": attrs.get("sampler"),
@@ -177,9 +180,12 @@ def evaluate_checkpoint(
     consistency: bool = True,
     batch_size: int | None = None,
     figures: str | Path | None = None,
+    progress: Callable[[str], Callable[[int, int], None] | None] | None = None,
 ) -> dict[str, Any]:
     """Sample ``n`` fields from ``checkpoint`` at each step count and evaluate them;
-    with ``figures``, also draw sample grids and spectra into that directory."""
+    with ``figures``, also draw sample grids and spectra into that directory.
+    ``progress(label)`` gives the ``progress(done, total)`` function of each step count's
+    sampling (the CLI's progress bar)."""
     from pirf.sampling.from_checkpoint import load_model, to_physical
     from pirf.sampling.generate import generate
 
@@ -204,6 +210,7 @@ def evaluate_checkpoint(
             method=method,
             device=device,
             batch_size=batch_size,
+            progress=None if progress is None else progress(f"sampling at {count} steps"),
         )
         fields = to_physical(model, result.samples, snap=False)
         row_fields.append(fields[:FIGURE_SAMPLES])
@@ -212,7 +219,7 @@ def evaluate_checkpoint(
         )
         rows.append(
             {
-                "label": f"{Path(checkpoint).name} @ {count} steps",
+                "label": f"{source_label(checkpoint)} @ {count} steps",
                 "checkpoint": str(checkpoint),
                 "steps": count,
                 "sampler": method,

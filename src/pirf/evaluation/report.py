@@ -1,8 +1,42 @@
-"""Readable forms of an evaluation report: a Markdown table and its rows."""
+"""Readable forms of an evaluation report: a Markdown table and its rows, and the names
+that rows and figures take from the files they measured."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
+
+_PERIODIC = re.compile(r"^iter-\d+$")
+
+
+def source_label(path: str | Path) -> str:
+    """A readable name for what a row measured: the run, not the folder inside it.
+
+    ``runs/darcy-pirf/checkpoint`` -> ``darcy-pirf``; ``runs/darcy-pirf/best`` ->
+    ``darcy-pirf (best)``; ``runs/x/checkpoints/iter-0000040`` -> ``x (iter-0000040)``;
+    ``samples.h5`` -> ``samples``.
+    """
+    path = Path(path)
+    if path.name == "checkpoint" and path.parent.name:
+        return path.parent.name
+    if path.name == "best" and path.parent.name:
+        return f"{path.parent.name} (best)"
+    if _PERIODIC.match(path.name) and path.parent.name == "checkpoints":
+        return f"{path.parent.parent.name or path.parent.name} ({path.name})"
+    if path.suffix in (".h5", ".hdf5"):
+        return path.stem
+    return path.name
+
+
+PHYSICS_COLUMNS: tuple[str, ...] = (
+    "residual_mse",
+    "residual_mse_median",
+    "residual_mse_p90",
+    "residual_mae",
+    "consistency",
+)
+"""The physics block of the readable table; the rest is the fidelity block."""
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("residual_mse", "residual MSE"),

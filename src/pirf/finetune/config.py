@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from pirf.errors import PirfError
+from pirf.errors import PirfError, option
 from pirf.finetune.reward import NORMS
 from pirf.finetune.trajectory import MODES
 
@@ -236,23 +236,25 @@ def _positive(name: str, value: float | None, *, zero: bool = False) -> None:
     if value is None or (zero and value == 0):
         return
     if isinstance(value, bool) or not value > 0:
-        raise PirfError(f"--{name.replace('_', '-')} must be {'>= 0' if zero else 'positive'}")
+        raise PirfError(f"{option(name)} must be {'>= 0' if zero else 'positive'}")
 
 
 def validate(config: FinetuneConfig) -> None:
     """One-line errors for arguments that cannot work, before anything is read or written."""
     if config.mode not in MODES:
-        raise PirfError(f"unknown --mode '{config.mode}'; use one of {', '.join(MODES)}")
+        raise PirfError(f"unknown {option('mode')} '{config.mode}'; use one of {', '.join(MODES)}")
     if config.trainable not in TRAINABLE_SETS:
         raise PirfError(
-            f"unknown --trainable '{config.trainable}'; use one of {', '.join(TRAINABLE_SETS)}"
+            f"unknown {option('trainable')} '{config.trainable}'; "
+            f"use one of {', '.join(TRAINABLE_SETS)}"
         )
     if config.lora_layers not in LORA_LAYER_SETS:
         raise PirfError(
-            f"unknown --lora-layers '{config.lora_layers}'; use one of {', '.join(LORA_LAYER_SETS)}"
+            f"unknown {option('lora_layers')} '{config.lora_layers}'; "
+            f"use one of {', '.join(LORA_LAYER_SETS)}"
         )
     if config.norm not in NORMS:
-        raise PirfError(f"unknown --norm '{config.norm}'; use one of {', '.join(NORMS)}")
+        raise PirfError(f"unknown {option('norm')} '{config.norm}'; use one of {', '.join(NORMS)}")
     for name in ("sampler_steps", "truncation", "copies", "lora_rank", "lr", "iters", "batch"):
         _positive(name, getattr(config, name))
     for name in ("checkpoint_every", "log_every", "eval_n"):
@@ -260,33 +262,37 @@ def validate(config: FinetuneConfig) -> None:
     for name in ("weight_reg", "distill_reg", "ema_halflife", "grad_clip", "eval_every"):
         _positive(name, getattr(config, name), zero=True)
     if config.warmup is not None and config.warmup < 0:
-        raise PirfError("--warmup must be >= 0")
+        raise PirfError(f"{option('warmup')} must be >= 0")
     if not 0 <= config.lr_final_ratio <= 1:
-        raise PirfError("--lr-final-ratio must lie in [0, 1]")
+        raise PirfError(f"{option('lr_final_ratio')} must lie in [0, 1]")
     if config.fp32_steps < 0 or config.seed < 0 or config.eval_seed < 0:
-        raise PirfError("--fp32-steps and the seeds must be non-negative")
+        raise PirfError(f"{option('fp32_steps')} and the seeds must be non-negative")
     budgets = config.random_steps or (config.sampler_steps,)
     for n in (*budgets, *config.eval_steps):
         if n < 1:
             raise PirfError(f"sampler step counts must be positive, got {n}")
     if config.mode in ("draft", "refl") and config.truncation > min(budgets):
         raise PirfError(
-            f"--truncation {config.truncation} exceeds the {min(budgets)} sampler steps"
+            f"{option('truncation')} {config.truncation} exceeds the {min(budgets)} sampler steps"
         )
     if not config.eval_steps:
-        raise PirfError("--eval-steps needs at least one step count")
+        raise PirfError(f"{option('eval_steps')} needs at least one step count")
     if config.eval_n < 4:
-        raise PirfError("--eval-n must be at least 4 (fidelity compares two halves)")
+        raise PirfError(f"{option('eval_n')} must be at least 4 (fidelity compares two halves)")
     if config.fidelity_band is not None and not config.fidelity_band > 1:
-        raise PirfError("--fidelity-band must be above 1 (a factor of the base model's value)")
+        raise PirfError(
+            f"{option('fidelity_band')} must be above 1 (a factor of the base model's value)"
+        )
     if config.drift_guard is not None and not config.drift_guard > 1:
-        raise PirfError("--drift-guard must be above 1 (a factor of the lowest loss)")
+        raise PirfError(f"{option('drift_guard')} must be above 1 (a factor of the lowest loss)")
     if config.stop_at is not None and config.stop_at <= 0:
-        raise PirfError("--stop-at must be positive")
+        raise PirfError(f"{option('stop_at')} must be positive")
     if config.ckpt is None or config.out is None:
-        raise PirfError("a fine-tuning run needs --ckpt (the base checkpoint) and --out")
+        raise PirfError(
+            f"a fine-tuning run needs {option('ckpt')} (the base checkpoint) and {option('out')}"
+        )
     if config.out.exists() and not config.out.is_dir():
-        raise PirfError(f"--out {config.out} is a file; give a directory for the run")
+        raise PirfError(f"{option('out')} {config.out} is a file; give a directory for the run")
     if not config.ckpt.is_dir():
         raise PirfError(f"no such checkpoint directory: {config.ckpt}")
     if config.reference is not None and not Path(config.reference).is_file():
@@ -301,8 +307,9 @@ def check_resume(config: FinetuneConfig, stored: dict[str, Any]) -> None:
             continue
         if name in stored and given[name] != stored[name]:
             raise PirfError(
-                f"--resume: {name} is {given[name]!r} but the run in {config.out} was made "
-                f"with {stored[name]!r}; drop the option or start a new run in another --out"
+                f"{option('resume', True)}: {option(name)} is {given[name]!r} but the run in "
+                f"{config.out} was made with {stored[name]!r}; drop the option or start a new "
+                f"run in another {option('out')} directory"
             )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,8 +74,10 @@ def evaluate_model(
     device: torch.device,
     precision: Precision,
     reference: PreparedReference | None,
+    progress: Callable[[str], None] | None = None,
 ) -> Evaluation:
-    """Sample ``n`` fields at each budget of ``steps`` and measure them (module docstring)."""
+    """Sample ``n`` fields at each budget of ``steps`` and measure them (module docstring).
+    ``progress`` gets a line as each budget is done."""
     began = time.perf_counter()
     residual, median = {}, {}
     fidelity: dict[str, float | None] = dict.fromkeys(FIDELITY_KEYS)
@@ -99,6 +101,11 @@ def evaluate_model(
             summary = residual_summary(pde, physical)
             residual[budget] = summary["mse"]["mean"]
             median[budget] = summary["mse"]["median"]
+        if progress is not None:
+            progress(
+                f"  {budget} steps: {n} samples, residual {residual[budget]:.4g} "
+                f"({time.perf_counter() - began:.0f} s)"
+            )
     assert first is not None
     return Evaluation(residual, median, fidelity, first, time.perf_counter() - began)
 

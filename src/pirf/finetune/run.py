@@ -33,7 +33,7 @@ import torch
 
 import pirf.data
 import pirf.pdes
-from pirf.errors import PirfError
+from pirf.errors import PirfError, option
 from pirf.evaluation import PreparedReference, prepare_reference
 from pirf.finetune.config import FinetuneConfig, check_resume, from_stored, validate
 from pirf.finetune.figures import save_curves
@@ -125,7 +125,9 @@ class _Run:
             validate(config)
             done = read_checkpoint_info(resume_from).counters.get("iteration", 0)
             if config.iters < done:
-                raise PirfError(f"--iters {config.iters} is below the {done} iterations done")
+                raise PirfError(
+                    f"{option('iters')} {config.iters} is below the {done} iterations done"
+                )
             self.resumed = load_checkpoint(resume_from, device=self.device, bf16=config.bf16)
         self.config = config
         self.base, start_model = _base_model(config, self.device)
@@ -163,7 +165,8 @@ class _Run:
         recorded = checkpoint.info.extra.get("finetune", {})
         if recorded.get("base_sha256") != self.base_sha:
             raise PirfError(
-                f"--resume: {self.config.ckpt} is not the base checkpoint the run started from"
+                f"{option('resume', True)}: {self.config.ckpt} is not the base checkpoint the run "
+                "started from"
             )
         weights = dict(checkpoint.model.named_parameters())
         ema = dict(checkpoint.ema.named_parameters())
@@ -204,8 +207,13 @@ class _Run:
         )
 
     # ------------------------------------------------------------------------- evaluation
-    def _evaluate(self, model: torch.nn.Module) -> Evaluation:
+    def _evaluate(self, model: torch.nn.Module, progress: Any = None) -> Evaluation:
+        """Evaluate ``model`` at the fixed seeds; ``progress`` (the bar) shows each budget."""
         cfg = self.config
+        if progress is not None:
+            progress.message(
+                f"evaluating: {cfg.eval_n} samples at {', '.join(map(str, cfg.eval_steps))} steps"
+            )
         return evaluate_model(
             model,
             self.pde,
@@ -217,12 +225,13 @@ class _Run:
             device=self.device,
             precision=self.eval_precision,
             reference=self.reference,
+            progress=None if progress is None else progress.message,
         )
 
-    def _base_evaluation(self, metrics: MetricsLog | None) -> None:
+    def _base_evaluation(self, metrics: MetricsLog | None, progress: Any = None) -> None:
         """Evaluate the base model; its residual loss at the training budget is the scale."""
         cfg = self.config
-        evaluation = self._evaluate(self.trainer.ema)
+        evaluation = self._evaluate(self.trainer.ema, progress)
         samples = evaluation.samples
         if cfg.random_steps or cfg.sampler_steps != cfg.eval_steps[0]:
             samples = generate(
@@ -332,14 +341,18 @@ class _Run:
         seconds_before = float(self.counters.get("seconds", 0.0))
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        if self.state["base"] is None:
-            self._base_evaluation(metrics)
         interval: list[StepStats] = []
         totals = {"nonfinite_samples": 0, "nonfinite_gradients": 0, "skipped": 0}
         step_seconds: list[float] = []
         stopped = self.state.get("stopped")
         last_eval: Evaluation | None = None
-        with TrainingProgress(enabled=cfg.progress and main, start=start, total=cfg.iters) as bar:
+        with TrainingProgress(
+            enabled=cfg.progress and main, start=start, total=cfg.iters, label="finetune"
+        ) as bar:
+            if self.state["base"] is None:
+                bar.message("the base model first (the reference point of the run):")
+                self._base_evaluation(metrics, bar)
+                bar.restart()
             iteration = start
             while iteration < end and stopped is None:
                 stats = self.trainer.step(iteration)
@@ -353,7 +366,7 @@ class _Run:
                     "trajectories": iteration * cfg.batch,
                     "seconds": seconds_before + time.perf_counter() - began,
                 }
-                bar.update(iteration, stats.reward_loss, cfg.batch / max(stats.seconds, 1e-9))
+                bar.update(iteration, sum(s.reward_loss for s in interval) / len(interval))
                 stopped = self.drift.update(stats.reward_loss)
                 if iteration % cfg.log_every == 0 or iteration == end or stopped:
                     self._log(metrics, interval)
@@ -362,7 +375,7 @@ class _Run:
                 # An invocation cut short by --stop-at evaluates only where the
                 # uninterrupted run would, so resuming changes no choice of the best.
                 if due or iteration == cfg.iters or stopped:
-                    last_eval = self._evaluate(self.trainer.ema)
+                    last_eval = self._evaluate(self.trainer.ema, bar)
                     if metrics is not None:
                         metrics.append(
                             {"kind": "eval", "iteration": iteration, **last_eval.record()}
@@ -442,6 +455,7 @@ class _Run:
             "reference": None if self.reference_path is None else str(self.reference_path),
             **totals,
             "device": str(self.device),
+            "threads": torch.get_num_threads(),
             "world_size": self.context.world,
             "rank": self.context.rank,
             "metrics": str(self.out / rundir.METRICS),
@@ -452,8 +466,15 @@ class _Run:
 def finetune(config: FinetuneConfig) -> dict[str, Any]:
     """PIRF fine-tune a base checkpoint (or resume a run); returns the summary (also in
     ``OUT/summary.json``). Under ``torchrun`` every process calls it; rank 0 writes files.
-    The caller's random-number state is left as it was."""
+    The caller's random-number state is left as it was. Resuming a run that is already
+    complete changes nothing: the stored summary comes back with ``"already_complete":
+    True`` and a ``"message"``."""
     validate(config)
+    if config.resume:
+        given = config.given is None or "iters" in config.given
+        finished = rundir.finished_run(Path(config.out), config.iters if given else None)
+        if finished is not None:
+            return finished.result()
     context = distributed.setup(config.device)
     try:
         devices = [context.device.index or 0] if context.device.type == "cuda" else []

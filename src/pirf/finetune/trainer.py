@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.utils import parametrize
 
-from pirf.errors import PirfError
+from pirf.errors import PirfError, option
 from pirf.finetune.config import FinetuneConfig
 from pirf.finetune.lora import attach_lora, load_lora_factors, lora_factors, merged_state
 from pirf.finetune.regularisers import distillation_regulariser
@@ -125,7 +125,9 @@ class PIRFTrainer:
                 raise PirfError("give a PDE and its normalisation, or a loss function")
             loss_fn = _residual_loss_fn(pde, normalisation, config.norm)
         if config.batch % world:
-            raise PirfError(f"--batch {config.batch} is not divisible by {world} processes")
+            raise PirfError(
+                f"{option('batch')} {config.batch} is not divisible by {world} processes"
+            )
         self.config = config
         self.shape = tuple(int(s) for s in shape)
         self.loss_fn = loss_fn

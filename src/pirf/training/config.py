@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from pirf.errors import PirfError
+from pirf.errors import PirfError, option
 from pirf.models import PRESETS
 
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -154,17 +154,19 @@ def _as_json(value: Any) -> Any:
 def validate_arguments(config: TrainConfig) -> None:
     """Check the user's arguments before anything is read or written (one-line errors)."""
     if config.preset is None and not config.resume:
-        raise PirfError(f"--preset is required to start a run; known: {', '.join(PRESETS)}")
+        raise PirfError(
+            f"{option('preset')} is required to start a run; known: {', '.join(PRESETS)}"
+        )
     if config.preset is not None and config.preset not in PRESETS:
         raise PirfError(f"unknown model preset '{config.preset}'; known: {', '.join(PRESETS)}")
     for name in ("iters", "batch", "lr", "checkpoint_every", "log_every", "figure_steps"):
-        _check_positive(f"--{name.replace('_', '-')}", getattr(config, name))
+        _check_positive(option(name), getattr(config, name))
     for name in ("figure_every", "figure_samples", "warmup", "grad_clip", "ema_halflife"):
-        _check_positive(f"--{name.replace('_', '-')}", getattr(config, name), allow_zero=True)
+        _check_positive(option(name), getattr(config, name), allow_zero=True)
     if config.keep_checkpoints < 1:
         raise PirfError(f"keep_checkpoints must be at least 1, got {config.keep_checkpoints}")
     if config.seed is not None and config.seed < 0:
-        raise PirfError(f"--seed must be non-negative, got {config.seed}")
+        raise PirfError(f"{option('seed')} must be non-negative, got {config.seed}")
     if config.lr_final_ratio is not None and not 0 <= config.lr_final_ratio <= 1:
         raise PirfError(f"lr_final_ratio must lie in [0, 1], got {config.lr_final_ratio}")
     if config.ema_rampup is not None and config.ema_rampup < 0:
@@ -172,7 +174,7 @@ def validate_arguments(config: TrainConfig) -> None:
     if config.stop_at is not None and config.stop_at <= 0:
         raise PirfError(f"stop_at must be positive, got {config.stop_at}")
     if config.out.exists() and not config.out.is_dir():
-        raise PirfError(f"--out {config.out} is a file; give a directory for the run")
+        raise PirfError(f"{option('out')} {config.out} is a file; give a directory for the run")
     if not config.data.exists():
         raise PirfError(f"no such data file: {config.data}")
 
@@ -189,14 +191,17 @@ def resolve_config(config: TrainConfig, stored: dict[str, Any] | None = None) ->
             given, before = _as_json(getattr(config, name)), stored.get(name)
             if given is not None and given != before:
                 raise PirfError(
-                    f"--resume: {name} is {given!r} but the run in {config.out} was made with "
-                    f"{before!r}; drop the option or start a new run in another --out"
+                    f"{option('resume', True)}: {option(name)} is {given!r} but the run in "
+                    f"{config.out} was made with {before!r}; drop the option or start a new "
+                    f"run in another {option('out')} directory"
                 )
             values[name] = before
         values["iters"] = config.iters if config.iters is not None else stored.get("iters")
     else:
         if config.preset is None:
-            raise PirfError(f"--preset is required to start a run; known: {', '.join(PRESETS)}")
+            raise PirfError(
+            f"{option('preset')} is required to start a run; known: {', '.join(PRESETS)}"
+        )
         values = {name: getattr(config, name) for name in TRAJECTORY_FIELDS}
         values["iters"] = config.iters
     defaults = PRESET_DEFAULTS[values["preset"]]

@@ -23,7 +23,6 @@ import hashlib
 import json
 import math
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 import pirf.data
-from pirf.errors import PirfError
+from pirf.errors import PirfError, option
 from pirf.models import (
     EDMDenoiser,
     check_matches,
@@ -126,14 +125,14 @@ class _Run:
         cfg = self.config
         if cfg.batch % context.world:
             raise PirfError(
-                f"--batch {cfg.batch} is not divisible by the {context.world} processes"
+                f"{option('batch')} {cfg.batch} is not divisible by the {context.world} processes"
             )
         if info is not None:
             _check_resume(info, self.data)
             if cfg.iters < info.counters.get("iteration", 0):
                 raise PirfError(
-                    f"--iters {cfg.iters} is below the {info.counters['iteration']} iterations "
-                    "the run has already done"
+                    f"{option('iters')} {cfg.iters} is below the {info.counters['iteration']} "
+                    "iterations the run has already done"
                 )
         self.draws = Draws(
             cfg.seed,
@@ -216,7 +215,7 @@ class _Run:
             what = f"loss {loss_value}" if not math.isfinite(loss_value) else "gradient norm"
             raise PirfError(
                 f"training diverged: non-finite {what} at iteration {iteration + 1}; stopped, "
-                f"{kept} (try a lower --lr)"
+                f"{kept} (try a lower {option('lr')})"
             )
         self.optimizer.step()
         samples = (iteration + 1) * self.config.batch
@@ -291,13 +290,16 @@ class _Run:
                 self.out / rundir.METRICS, resume_from=start if cfg.resume else None
             )
         figures: list[str] = []
-        recent: deque[float] = deque(maxlen=cfg.log_every)
+        logged: tuple[float, int] | None = None  # the last metrics line: mean loss, iterations
         interval: list[tuple[float, float, float]] = []  # loss, gradient norm, step seconds
         seconds_before = float(self.counters.get("seconds", 0.0))
         began = time.perf_counter()
         lr: float | None = None
         with TrainingProgress(
-            enabled=cfg.progress and self.context.is_main, start=start, total=cfg.iters
+            enabled=cfg.progress and self.context.is_main,
+            start=start,
+            total=cfg.iters,
+            label="train",
         ) as progress:
             for iteration in range(start, end):
                 lr = learning_rate(
@@ -310,7 +312,6 @@ class _Run:
                 step_began = time.perf_counter()
                 loss, grad_norm = self._step(iteration, lr)
                 now = time.perf_counter()
-                recent.append(loss)
                 interval.append((loss, grad_norm, now - step_began))
                 done = iteration + 1
                 self.counters = {
@@ -319,14 +320,16 @@ class _Run:
                     "seconds": seconds_before + now - began,
                 }
                 speed = len(interval) * cfg.batch / max(sum(v[2] for v in interval), 1e-9)
-                progress.update(done, loss, speed)
+                interval_loss = sum(v[0] for v in interval) / len(interval)
+                progress.update(done, interval_loss)
                 if done % cfg.log_every == 0 or done == end:
+                    logged = (interval_loss, len(interval))
                     if metrics is not None:
                         metrics.append(
                             {
                                 "iteration": done,
                                 "samples": done * cfg.batch,
-                                "loss": sum(v[0] for v in interval) / len(interval),
+                                "loss": interval_loss,
                                 "lr": lr,
                                 "grad_norm": sum(v[1] for v in interval) / len(interval),
                                 "samples_per_s": speed,
@@ -357,7 +360,8 @@ class _Run:
             "start_iteration": start,
             "iterations": int(self.counters["iteration"]),
             "target_iterations": cfg.iters,
-            "final_loss": sum(recent) / len(recent) if recent else None,
+            "final_loss": None if logged is None else logged[0],
+            "final_loss_iterations": None if logged is None else logged[1],
             "final_lr": lr,
             "seconds": elapsed,
             "total_seconds": seconds_before + elapsed,
@@ -367,6 +371,7 @@ class _Run:
             "batch": cfg.batch,
             "lr": cfg.lr,
             "device": str(self.device),
+            "threads": torch.get_num_threads(),
             "world_size": self.context.world,
             "rank": self.context.rank,
             "metrics": str(self.out / rundir.METRICS),
@@ -389,10 +394,17 @@ class _Run:
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train (or resume) a base model; returns the summary (also written to ``summary.json``).
 
+    Resuming a run that is already complete changes nothing: the stored summary comes
+    back with ``"already_complete": True`` and a ``"message"``.
+
     Under ``torchrun`` every process calls this; rank 0 writes the files. The caller's
     random-number state is left as it was.
     """
     validate_arguments(config)
+    if config.resume:
+        finished = rundir.finished_run(Path(config.out), config.iters)
+        if finished is not None:
+            return finished.result()
     context = distributed.setup(config.device)
     try:
         devices = [context.device.index or 0] if context.device.type == "cuda" else []

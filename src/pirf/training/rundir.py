@@ -18,14 +18,17 @@ leaves at least one intact checkpoint under a checkpoint name.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pirf.errors import PirfError
-from pirf.models.checkpoint import INFO_FILE
+from pirf.errors import PirfError, option
+from pirf.models.checkpoint import INFO_FILE, read_checkpoint_info
 
 FINAL = "checkpoint"
 PERIODIC = "checkpoints"
@@ -64,19 +67,19 @@ def prepare(out: Path, *, resume: bool, create: bool = True) -> Path | None:
     checkpoint. The checks only read, so every process of a run can make them.
     """
     if out.exists() and not out.is_dir():
-        raise PirfError(f"--out {out} is a file; give a directory for the run")
+        raise PirfError(f"{option('out')} {out} is a file; give a directory for the run")
     latest = latest_checkpoint(out) if out.is_dir() else None
     if resume:
         if latest is None:
             raise PirfError(
                 f"nothing to resume in {out}: it has no checkpoint under {PERIODIC}/; "
-                "start the run without --resume"
+                f"start the run without {option('resume', True)}"
             )
         return latest
     if latest is not None or (out / FINAL).exists():
         raise PirfError(
-            f"{out} already holds a training run; pass --resume to continue it "
-            "or choose another --out"
+            f"{out} already holds a training run; pass {option('resume', True)} to continue it "
+            f"or choose another {option('out')} directory"
         )
     if not create:
         return None
@@ -85,6 +88,56 @@ def prepare(out: Path, *, resume: bool, create: bool = True) -> Path | None:
     except OSError as error:
         raise PirfError(f"cannot create the run directory {out}: {error.strerror}") from None
     return None
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A run whose final checkpoint already holds everything that was asked of it."""
+
+    iterations: int
+    target: int
+    stopped: dict[str, Any] | None
+    """``{"iteration", "reason"}`` when a guard ended the run early."""
+    summary: dict[str, Any] | None
+    """The run's ``summary.json`` as it was written when it finished (None if missing)."""
+
+    def message(self) -> str:
+        """The one line that says so."""
+        if self.stopped is not None:
+            return (
+                f"already complete (stopped at iteration {self.stopped.get('iteration')} of "
+                f"{self.target}: {self.stopped.get('reason')}); nothing to do"
+            )
+        return f"already complete ({self.iterations}/{self.target} iterations); nothing to do"
+
+    def result(self) -> dict[str, Any]:
+        """What the run's API function returns for it: the stored summary, marked."""
+        return {**(self.summary or {}), "already_complete": True, "message": self.message()}
+
+
+def finished_run(out: Path, iters: int | None = None) -> FinishedRun | None:
+    """The finished run in ``out``, if resuming it would have nothing to do.
+
+    A run is finished when its final checkpoint exists and it either reached ``iters``
+    (default: its own target) or was stopped by a guard. Only reads; a resumed run that
+    is finished must leave every file as it is.
+    """
+    final = out / FINAL
+    if not (final / INFO_FILE).is_file():
+        return None
+    info = read_checkpoint_info(final)
+    done = int(info.counters.get("iteration", 0))
+    target = int(info.training.get("iters", done))
+    stopped = info.extra.get("finetune", {}).get("state", {}).get("stopped")
+    if done < (target if iters is None else iters) and stopped is None:
+        return None
+    summary = None
+    if (out / SUMMARY).is_file():
+        try:
+            summary = json.loads((out / SUMMARY).read_text())
+        except (OSError, ValueError):
+            summary = None
+    return FinishedRun(done, target, stopped, summary)
 
 
 def prune(out: Path, keep: int) -> None:
@@ -108,6 +161,8 @@ __all__ = [
     "METRICS",
     "PERIODIC",
     "SUMMARY",
+    "FinishedRun",
+    "finished_run",
     "latest_checkpoint",
     "periodic_checkpoints",
     "periodic_name",
