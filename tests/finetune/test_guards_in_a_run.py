@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pirf.finetune import finetune, trainer
-from pirf.finetune.reward import residual_loss
+from pirf.finetune import finetune
+from pirf.finetune.reward import Reward
 from tests.finetune.test_run import config, make_base
 
 
@@ -24,11 +24,13 @@ def test_a_diverging_run_is_stopped_by_the_drift_guard(base, tmp_path, monkeypat
     # after its 20-iteration grace, long before the 200 iterations asked for.
     calls = [0]
 
-    def climbing_loss(*args, **kwargs):
-        calls[0] += 1
-        return residual_loss(*args, **kwargs) * 1.05 ** calls[0]
+    plain = Reward.__call__
 
-    monkeypatch.setattr(trainer, "residual_loss", climbing_loss)
+    def climbing_loss(self, samples):
+        calls[0] += 1
+        return plain(self, samples) * 1.05 ** calls[0]
+
+    monkeypatch.setattr(Reward, "__call__", climbing_loss)
     summary = finetune(
         config(
             base,

@@ -69,3 +69,137 @@ def test_bad_arguments_are_user_errors():
         residual_reward(pde, NORM, samples, norm="max")
     with pytest.raises(PirfError, match="scale"):
         residual_reward(pde, NORM, samples, scale=0.0)
+
+
+# --------------------------------------------------------------------------- other norms
+
+
+def _random_fields(name: str, resolution: int = 12, seed: int = 0) -> torch.Tensor:
+    pde = pirf.pdes.get(name)
+    generator = torch.Generator().manual_seed(seed)
+    fields = pde.generate([generator], resolution)
+    return fields + 0.01 * fields.std() * torch.randn(fields.shape, generator=generator,
+                                                      dtype=fields.dtype)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["poisson", "helmholtz"])
+def test_preconditioned_residual_is_the_error_against_a_re_solve(name):
+    from pirf.pdes.dirichlet import solve_dirichlet
+
+    pde = pirf.pdes.get(name)
+    fields = _random_fields(name)
+    fields[:, 1, [0, -1], :] = 0.0  # u on its boundary, as the solution has it
+    fields[:, 1, :, [0, -1]] = 0.0
+    error = fields[:, 1] - solve_dirichlet(fields[:, 0], pde.shift)
+    preconditioned = pde.precondition(pde.residual(fields), fields)
+    torch.testing.assert_close(preconditioned[:, 0], error[:, 1:-1, 1:-1], rtol=1e-9, atol=1e-12)
+
+
+def test_darcy_preconditioner_inverts_a_constant_coefficient_exactly():
+    from pirf.pdes.darcy import solve_darcy
+
+    pde = pirf.pdes.get("darcy")
+    fields = _random_fields("darcy")
+    fields[:, 0] = 5.0  # constant a: the operator is -5 Laplacian_h, P itself
+    fields[:, 1, [0, -1], :] = 0.0
+    fields[:, 1, :, [0, -1]] = 0.0
+    error = fields[:, 1] - solve_darcy(fields[:, 0], 1.0, rtol=1e-14)
+    preconditioned = pde.precondition(pde.residual(fields), fields)
+    torch.testing.assert_close(preconditioned[:, 0], error[:, 1:-1, 1:-1], rtol=1e-8, atol=1e-12)
+
+
+def test_burgers_preconditioner_is_the_discrete_heat_propagation():
+    # A residual cos(2 pi m x) constant in time: per mode the propagated error is the
+    # geometric sum dt sum_{i <= j} q^i cos(2 pi m x) with q = exp(-nu (2 pi m)^2 dt).
+    pde = pirf.pdes.get("burgers")
+    levels, width, m = 16, 16, 3
+    fields = torch.zeros(1, 1, levels + 2, width, dtype=torch.float64)
+    dt = pde.grid.spacing(tuple(fields.shape[-2:]))[0]
+    x = torch.arange(width, dtype=torch.float64) / width
+    residual = torch.cos(2 * torch.pi * m * x).expand(1, 1, levels, width)
+    q = torch.exp(torch.tensor(-pde.viscosity * (2 * torch.pi * m) ** 2 * dt))
+    j = torch.arange(levels, dtype=torch.float64)
+    expected = (dt * (1 - q ** (j + 1)) / (1 - q))[:, None] * residual[0, 0]
+    torch.testing.assert_close(pde.precondition(residual, fields)[0, 0], expected)
+    # zero mode: plain accumulation dt * (j + 1)
+    flat = torch.ones(1, 1, levels, width, dtype=torch.float64)
+    torch.testing.assert_close(pde.precondition(flat, fields)[0, 0, :, 0], dt * (j + 1))
+
+
+def test_kolmogorov_preconditioner_divides_each_mode_by_the_linear_symbol():
+    pde = pirf.pdes.get("kolmogorov")
+    physics = pde._physics()
+    size = 16
+    x = torch.arange(size, dtype=torch.float64) * 2 * torch.pi / size
+    residual = (torch.cos(3 * x)[:, None] * torch.cos(2 * x)[None, :]).expand(1, 1, size, size)
+    symbol = 0.5 / physics["frame_dt"] + physics["drag"] + 13 / physics["reynolds"]
+    fields = torch.zeros(1, 3, size, size, dtype=torch.float64)
+    torch.testing.assert_close(pde.precondition(residual, fields), residual / symbol)
+
+
+def test_multiscale_scales_see_smooth_and_rough_residuals_differently():
+    from pirf.finetune.reward import pooled_scales
+
+    smooth = torch.ones(1, 1, 16, 16)
+    rough = torch.ones(1, 1, 16, 16)
+    rough[..., ::2, :] *= -1  # +-1 stripes: gone after the first pooling
+    assert [tuple(s.shape[-2:]) for s in pooled_scales(smooth)] == [(16, 16), (8, 8), (4, 4)]
+    assert all(float(s.square().mean()) == 1.0 for s in pooled_scales(smooth))
+    assert [float(s.square().mean()) for s in pooled_scales(rough)] == [1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("reward", ["preconditioned", "mixed", "multiscale"])
+@pytest.mark.parametrize("name", ["poisson", "darcy", "burgers"])
+def test_calibrated_rewards_start_at_one_and_have_exact_gradients(reward, name):
+    from pirf.finetune.reward import Reward
+
+    pde = pirf.pdes.get(name)
+    fields = torch.cat([_random_fields(name, seed=s) for s in range(3)])
+    if name == "darcy":
+        fields[:, 0] = fields[:, 0] + 0.3 * torch.randn_like(fields[:, 0])
+    norm = Normalisation(
+        shift=tuple(float(c.mean()) for c in fields.transpose(0, 1)),
+        scale=tuple(float(c.std()) for c in fields.transpose(0, 1)),
+    )
+    samples = norm.to_model(fields)
+    loss = Reward(pde, norm, reward=reward, dtype=torch.float64)
+    scales = loss.calibrate(samples)
+    assert all(value > 0 for value in scales.values())
+    assert float(loss(samples).mean()) == pytest.approx(1.0, rel=1e-12)
+    probe = samples[:1].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: loss(x), (probe,), atol=1e-7, rtol=1e-5)
+
+
+def test_snapped_reward_measures_what_evaluation_measures_and_passes_the_gradient():
+    from pirf.finetune.reward import reward_terms
+
+    pde = pirf.pdes.get("darcy")
+    norm = Normalisation(shift=(7.5, 0.0), scale=(9.0, 0.02))
+    fields = pde.generate([torch.Generator().manual_seed(1)], 8)
+    noise = torch.randn(fields[:, 0].shape, generator=torch.Generator().manual_seed(2),
+                        dtype=fields.dtype)  # fmt: skip
+    fields[:, 0] += noise
+    samples = norm.to_model(fields).requires_grad_(True)
+    snapped = reward_terms(pde, norm, samples, dtype=torch.float64, snap=True)["residual"]
+    expected = pde.residual(pde.snap(fields)).square().flatten(1).mean(dim=1)
+    torch.testing.assert_close(snapped, expected)
+    snapped.sum().backward()
+    # straight through: the gradient is the one at the snapped fields
+    at_snapped = norm.to_model(pde.snap(fields)).requires_grad_(True)
+    reward_terms(pde, norm, at_snapped, dtype=torch.float64)["residual"].sum().backward()
+    torch.testing.assert_close(samples.grad, at_snapped.grad)
+
+
+def test_a_preconditioned_reward_needs_a_preconditioner():
+    from pirf.finetune.reward import Reward
+
+    class Plain(pirf.pdes.PDE):
+        name, channels = "plain", ("u",)
+
+        def residual(self, fields):
+            return fields
+
+    with pytest.raises(PirfError, match="needs a preconditioner"):
+        Reward(Plain(), Normalisation((0.0,), (1.0,)), reward="preconditioned")
+    with pytest.raises(PirfError, match="unknown reward 'l7'"):
+        Reward(pirf.pdes.get("poisson"), NORM, reward="l7")

@@ -227,9 +227,10 @@ def test_summary_and_evaluation_log(base, straight, tmp_path):
     assert json.loads((out / "summary.json").read_text()) == summary
     assert summary["completed"] and summary["iterations"] == 6 and summary["stopped"] is None
     before, after = summary["base"]["residual_mse"]["6"], summary["final"]["residual_mse"]["6"]
-    assert before > 0 and after > 0 and summary["base"]["reward_scale"] > 0
+    assert before > 0 and after > 0 and summary["base"]["reward_scales"]["residual"] > 0
     assert summary["residual_ratio"]["6"] == pytest.approx(before / after, rel=1e-12)
-    assert summary["reward_scale"] == summary["base"]["reward_scale"]
+    assert summary["reward_scales"] == summary["base"]["reward_scales"]
+    assert summary["reward"] == "residual"
     assert 0 < summary["trainable_parameters"] < summary["parameters"] == 78322
     assert summary["nonfinite_samples"] == summary["nonfinite_gradients"] == 0
 

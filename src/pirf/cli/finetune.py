@@ -158,6 +158,23 @@ def finetune(
         typer.Option("--distill-reg", help="mu of the distillation penalty; 0 (off)."),
     ] = None,
     norm: Annotated[str | None, typer.Option("--norm", help="Residual norm: mse or mae.")] = None,
+    reward: Annotated[
+        str | None,
+        typer.Option(
+            "--reward",
+            help="Which residual norm the reward takes: residual (the evaluation's), "
+            "preconditioned (every scale of the solution's error alike), mixed (both) or "
+            "multiscale; residual.",
+        ),
+    ] = None,
+    reward_snap: Annotated[
+        bool,
+        typer.Option(
+            "--reward-snap",
+            help="The reward sees the fields snapped as evaluation snaps them "
+            "(straight-through gradient).",
+        ),
+    ] = False,
     lr: Annotated[
         float | None,
         typer.Option(
@@ -266,6 +283,7 @@ def finetune(
         "weight_reg": weight_reg,
         "distill_reg": distill_reg,
         "norm": norm,
+        "reward": reward,
         "lr": lr,
         "batch": batch,
         "iters": iters,
@@ -293,6 +311,8 @@ def finetune(
         given["bf16"] = False
     if checkpointing:
         given["checkpointing"] = True
+    if reward_snap:
+        given["reward_snap"] = True
     if compile_steps:
         given["compile"] = True
     if not resume and (ckpt / "checkpoint.json").is_file():

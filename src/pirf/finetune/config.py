@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pirf.errors import PirfError, option
-from pirf.finetune.reward import NORMS
+from pirf.finetune.reward import NORMS, REWARDS
 from pirf.finetune.trajectory import MODES
 
 TRAINABLE_SETS: tuple[str, ...] = ("all", "top", "lora")
@@ -82,6 +82,8 @@ TRAJECTORY_FIELDS = (
     "weight_reg",
     "distill_reg",
     "norm",
+    "reward",
+    "reward_snap",
     "normalise_reward",
     "lr",
     "warmup",
@@ -140,6 +142,15 @@ class FinetuneConfig:
     passes of the frozen pretrained network)."""
     norm: str = "mse"
     """Residual norm of the reward: ``mse`` or ``mae``."""
+    reward: str = "residual"
+    """Which norm of the residual the reward takes (:mod:`pirf.finetune.reward`):
+    ``residual`` (the evaluation's residual MSE), ``preconditioned`` (the residual through
+    the inverse of the PDE's constant-coefficient operator: every scale of the solution's
+    error alike), ``mixed`` (both) or ``multiscale`` (the residual at every dyadic
+    scale)."""
+    reward_snap: bool = False
+    """The reward sees the fields projected as evaluation projects them (``PDE.snap``:
+    Darcy's binary coefficient), with the gradient passed straight through."""
     normalise_reward: bool = True
     """Divide the loss by the base model's mean residual loss (measured at the start)."""
     lr: float = 1e-4
@@ -255,6 +266,10 @@ def validate(config: FinetuneConfig) -> None:
         )
     if config.norm not in NORMS:
         raise PirfError(f"unknown {option('norm')} '{config.norm}'; use one of {', '.join(NORMS)}")
+    if config.reward not in REWARDS:
+        raise PirfError(
+            f"unknown {option('reward')} '{config.reward}'; use one of {', '.join(REWARDS)}"
+        )
     for name in ("sampler_steps", "truncation", "copies", "lora_rank", "lr", "iters", "batch"):
         _positive(name, getattr(config, name))
     for name in ("checkpoint_every", "log_every", "eval_n"):

@@ -1,52 +1,181 @@
-"""The fine-tuning reward: minus the mean squared PDE residual of the final sample.
+"""The fine-tuning reward: minus a norm of the PDE residual of the final sample.
 
 The reward is defined on the final state ``x0`` of a sampler trajectory only (PIRF's
 trajectory-level reward). ``x0`` lives in model space; it is mapped to physical units with
-the checkpoint's :class:`~pirf.pdes.normalisation.Normalisation` (differentiable) and the
-PDE's residual operator is applied there, so the reward means the same thing as the
-physics metric of evaluation.
+the checkpoint's :class:`~pirf.pdes.normalisation.Normalisation` (differentiable), made
+safe for a differentiable residual by the PDE (:meth:`~pirf.pdes.PDE.reward_fields`: Darcy
+clamps its coefficient away from zero), and the PDE's residual operator is applied there,
+so the reward means the same thing as the physics metric of evaluation.
 
-Darcy. Its residual uses harmonic means of the coefficient ``a``, which need ``a > 0``.
-Evaluation projects ``a`` onto its two admissible values (``pde.snap``), but that
-projection is piecewise constant, so its gradient is zero almost everywhere and it cannot
-sit inside a reward. Instead ``a`` is clamped from below at ``coefficient_floor * a_low``
-(half the low permeability by default): the residual is computed on the raw generated
-``a`` wherever it is admissible, gradients reach ``a`` there, and a generated value that
-strays near or below zero cannot divide by zero. Pixels below the floor get no gradient
-through ``a`` (still through ``u``); in normalised space the floor lies far outside the
-data, so a reasonable base model never reaches it.
+Which norm (:data:`REWARDS`, ``--reward``):
+
+* ``residual``: the mean of ``R^2`` (or ``|R|`` with ``norm="mae"``), the evaluation's
+  residual MSE. A stencil weighs the error of the solution at wavenumber ``k`` by about
+  ``|k|^2`` per derivative (``|k|^4`` in the MSE of a Laplacian): this norm sees the
+  finest scales almost alone.
+* ``preconditioned``: the mean of ``(P^-1 R)^2``, with ``P`` the PDE's constant-coefficient
+  operator (:meth:`~pirf.pdes.PDE.precondition`: sine transforms for the Dirichlet
+  problems, Fourier transforms for the periodic ones, a Laplacian scaled by the mean
+  coefficient for Darcy). It weighs every scale of the solution's error alike; for
+  Poisson and Helmholtz it is exactly the squared error against a re-solve from the
+  generated input, the quantity solver consistency measures.
+* ``mixed``: both of the above, each divided by the base model's value, averaged.
+* ``multiscale``: the mean square of the residual average-pooled by 1, 2, 4, ... (down to
+  four points per axis), each scale divided by the base model's value, averaged: every
+  dyadic scale of the residual counts alike. Needs nothing from the PDE but its residual.
+
+Terms are divided by their mean on the base model's samples (:meth:`Reward.calibrate`),
+so the loss of every PDE and every norm starts near one.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
-from pirf.errors import PirfError
+from pirf.errors import PirfError, option
 from pirf.pdes.base import PDE
-from pirf.pdes.darcy import Darcy
+from pirf.pdes.darcy import COEFFICIENT_FLOOR
 from pirf.pdes.normalisation import Normalisation
 
 Norm = Literal["mse", "mae"]
 NORMS: tuple[str, ...] = ("mse", "mae")
-COEFFICIENT_FLOOR = 0.5
-"""Darcy's ``a`` is clamped below at this fraction of ``a_low`` inside the reward."""
+REWARDS: tuple[str, ...] = ("residual", "preconditioned", "mixed", "multiscale")
+MULTISCALE_MIN_POINTS = 4
+"""The coarsest scale of the multiscale reward keeps at least this many points per axis."""
 
 
-def admissible_fields(
-    pde: PDE, fields: torch.Tensor, *, coefficient_floor: float = COEFFICIENT_FLOOR
-) -> torch.Tensor:
-    """``fields`` made safe for a differentiable residual (see the module docstring).
+def admissible_fields(pde: PDE, fields: torch.Tensor) -> torch.Tensor:
+    """``fields`` made safe for a differentiable residual (:meth:`PDE.reward_fields`)."""
+    return pde.reward_fields(fields)
 
-    Darcy: ``a`` clamped below at ``coefficient_floor * a_low``. Other PDEs: unchanged.
-    """
-    if not isinstance(pde, Darcy):
-        return fields
-    if not coefficient_floor > 0:
-        raise PirfError(f"the coefficient floor must be positive, got {coefficient_floor}")
-    floor = coefficient_floor * float(pde.params["a_low"])
-    return torch.cat([fields[:, :1].clamp_min(floor), fields[:, 1:]], dim=1)
+
+def _reduce(values: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per-sample mean of ``values^2`` (``mse``) or ``|values|`` (``mae``)."""
+    flat = values.flatten(1)
+    return flat.square().mean(dim=1) if norm == "mse" else flat.abs().mean(dim=1)
+
+
+def _check(norm: str, dtype: torch.dtype) -> None:
+    if norm not in NORMS:
+        raise PirfError(f"unknown residual norm '{norm}'; use one of {', '.join(NORMS)}")
+    if dtype not in (torch.float32, torch.float64):
+        raise PirfError(f"the reward is computed in float32 or float64, not {dtype}")
+
+
+def pooled_scales(residual: torch.Tensor) -> list[torch.Tensor]:
+    """The residual ``(B, C, H, W)`` average-pooled by 1, 2, 4, ... while both axes keep at
+    least :data:`MULTISCALE_MIN_POINTS` points (trailing rows that do not fill a window are
+    left out of that scale)."""
+    scales = [residual]
+    factor = 2
+    while min(residual.shape[-2:]) // factor >= MULTISCALE_MIN_POINTS:
+        scales.append(F.avg_pool2d(residual, factor))
+        factor *= 2
+    return scales
+
+
+def reward_terms(
+    pde: PDE,
+    normalisation: Normalisation,
+    samples: torch.Tensor,
+    *,
+    reward: str = "residual",
+    norm: Norm = "mse",
+    dtype: torch.dtype = torch.float32,
+    snap: bool = False,
+) -> dict[str, torch.Tensor]:
+    """The per-sample terms ``{name: (B,)}`` of the reward ``reward`` (module docstring),
+    before any scaling. Differentiable in model-space ``samples`` ``(B, C, H, W)``.
+
+    ``snap``: the residual sees the fields as evaluation does, projected by
+    :meth:`PDE.snap`, with the gradient passed straight through the projection (as if it
+    were the identity); for Darcy the reward then measures the snapped coefficient's
+    residual, which the evaluation reports."""
+    if reward not in REWARDS:
+        raise PirfError(f"unknown {option('reward')} '{reward}'; use one of {', '.join(REWARDS)}")
+    _check(norm, dtype)
+    fields = pde.reward_fields(normalisation.to_physical(samples.to(dtype)))
+    if snap:
+        fields = fields + (pde.snap(fields) - fields).detach()
+    residual = pde.residual(fields)
+    terms: dict[str, torch.Tensor] = {}
+    if reward in ("residual", "mixed"):
+        terms["residual"] = _reduce(residual, norm)
+    if reward in ("preconditioned", "mixed"):
+        terms["preconditioned"] = _reduce(pde.precondition(residual, fields), norm)
+    if reward == "multiscale":
+        for index, pooled in enumerate(pooled_scales(residual)):
+            terms[f"scale{2**index}"] = _reduce(pooled, norm)
+    return terms
+
+
+class Reward:
+    """The fine-tuning loss of model-space samples: the mean over the reward's terms of
+    each term divided by its scale (its value on the base model's samples, once
+    :meth:`calibrate` has run; 1 before). Per sample, ``(B,)``; differentiable. Arguments
+    as :func:`reward_terms`'s."""
+
+    def __init__(
+        self,
+        pde: PDE,
+        normalisation: Normalisation,
+        *,
+        reward: str = "residual",
+        norm: Norm = "mse",
+        dtype: torch.dtype = torch.float32,
+        snap: bool = False,
+    ) -> None:
+        if reward not in REWARDS:
+            raise PirfError(
+                f"unknown {option('reward')} '{reward}'; use one of {', '.join(REWARDS)}"
+            )
+        _check(norm, dtype)
+        if reward in ("preconditioned", "mixed") and not pde.has_preconditioner:
+            raise PirfError(
+                f"{option('reward')} {reward} needs a preconditioner, which PDE '{pde.name}' "
+                "lacks; use residual or multiscale"
+            )
+        self.pde, self.normalisation = pde, normalisation
+        self.reward, self.norm, self.dtype, self.snap = reward, norm, dtype, snap
+        self.scales: dict[str, float] | None = None
+
+    def terms(self, samples: torch.Tensor, dtype: torch.dtype | None = None) -> dict:
+        """The unscaled per-sample terms (:func:`reward_terms`)."""
+        return reward_terms(
+            self.pde,
+            self.normalisation,
+            samples,
+            reward=self.reward,
+            norm=self.norm,
+            dtype=dtype or self.dtype,
+            snap=self.snap,
+        )
+
+    @torch.no_grad()
+    def calibrate(self, samples: torch.Tensor) -> dict[str, float]:
+        """Set each term's scale to its mean over ``samples`` (the base model's), in
+        float64; returns the scales."""
+        scales = {}
+        for name, values in self.terms(samples, torch.float64).items():
+            value = float(values.mean())
+            if not (value > 0 and math.isfinite(value)):
+                raise PirfError(
+                    f"the base model's {name} reward term must be positive and finite, "
+                    f"got {value}"
+                )
+            scales[name] = value
+        self.scales = scales
+        return dict(scales)
+
+    def __call__(self, samples: torch.Tensor) -> torch.Tensor:
+        terms = self.terms(samples)
+        scales = self.scales or {}
+        total = sum(values / scales.get(name, 1.0) for name, values in terms.items())
+        return total / len(terms)
 
 
 def residual_loss(
@@ -57,7 +186,6 @@ def residual_loss(
     norm: Norm = "mse",
     scale: float | None = None,
     dtype: torch.dtype = torch.float32,
-    coefficient_floor: float = COEFFICIENT_FLOOR,
 ) -> torch.Tensor:
     """Per-sample residual loss ``(B,)`` of model-space ``samples`` ``(B, C, H, W)``.
 
@@ -66,16 +194,9 @@ def residual_loss(
     (e.g. the base model's residual MSE, :func:`residual_scale`, so that losses of
     different PDEs are of order one). Differentiable in ``samples``.
     """
-    if norm not in NORMS:
-        raise PirfError(f"unknown residual norm '{norm}'; use one of {', '.join(NORMS)}")
-    if dtype not in (torch.float32, torch.float64):
-        raise PirfError(f"the reward is computed in float32 or float64, not {dtype}")
     if scale is not None and not scale > 0:
         raise PirfError(f"the reward scale must be positive, got {scale}")
-    fields = normalisation.to_physical(samples.to(dtype))
-    fields = admissible_fields(pde, fields, coefficient_floor=coefficient_floor)
-    residual = pde.residual(fields).flatten(1)
-    loss = residual.square().mean(dim=1) if norm == "mse" else residual.abs().mean(dim=1)
+    loss = reward_terms(pde, normalisation, samples, norm=norm, dtype=dtype)["residual"]
     return loss if scale is None else loss / scale
 
 
@@ -87,51 +208,32 @@ def residual_reward(
     norm: Norm = "mse",
     scale: float | None = None,
     dtype: torch.dtype = torch.float32,
-    coefficient_floor: float = COEFFICIENT_FLOOR,
 ) -> torch.Tensor:
     """Per-sample reward ``(B,)``: minus :func:`residual_loss` (same arguments)."""
-    return -residual_loss(
-        pde,
-        normalisation,
-        samples,
-        norm=norm,
-        scale=scale,
-        dtype=dtype,
-        coefficient_floor=coefficient_floor,
-    )
+    return -residual_loss(pde, normalisation, samples, norm=norm, scale=scale, dtype=dtype)
 
 
 @torch.no_grad()
 def residual_scale(
-    pde: PDE,
-    normalisation: Normalisation,
-    samples: torch.Tensor,
-    *,
-    norm: Norm = "mse",
-    coefficient_floor: float = COEFFICIENT_FLOOR,
+    pde: PDE, normalisation: Normalisation, samples: torch.Tensor, *, norm: Norm = "mse"
 ) -> float:
     """The mean residual loss of ``samples`` (e.g. the base model's), in float64: the
     ``scale`` that makes the fine-tuning loss start near one."""
-    loss = residual_loss(
-        pde,
-        normalisation,
-        samples,
-        norm=norm,
-        dtype=torch.float64,
-        coefficient_floor=coefficient_floor,
-    )
-    value = float(loss.mean())
-    if not value > 0 or value == float("inf"):
-        raise PirfError(f"the base residual scale must be positive and finite, got {value}")
-    return value
+    reward = Reward(pde, normalisation, norm=norm)
+    return reward.calibrate(samples)["residual"]
 
 
 __all__ = [
     "COEFFICIENT_FLOOR",
+    "MULTISCALE_MIN_POINTS",
     "NORMS",
+    "REWARDS",
     "Norm",
+    "Reward",
     "admissible_fields",
+    "pooled_scales",
     "residual_loss",
     "residual_reward",
     "residual_scale",
+    "reward_terms",
 ]

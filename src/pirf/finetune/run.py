@@ -44,7 +44,6 @@ from pirf.finetune.monitor import (
     FidelityGuard,
     evaluate_model,
 )
-from pirf.finetune.reward import residual_scale
 from pirf.finetune.trainer import PIRFTrainer, StepStats
 from pirf.models import EDMDenoiser, load_checkpoint, read_checkpoint_info, save_checkpoint
 from pirf.models.checkpoint import Checkpoint, file_sha256
@@ -243,10 +242,8 @@ class _Run:
                 device=self.device,
                 precision=self.eval_precision,
             ).samples
-        scale = residual_scale(self.pde, self.normalisation, samples.to(self.device), norm=cfg.norm)
-        if cfg.normalise_reward:
-            self.trainer.set_scale(scale)
-        self.state["base"] = {**evaluation.record(), "reward_scale": scale}
+        scales = self.trainer.calibrate(samples) if cfg.normalise_reward else None
+        self.state["base"] = {**evaluation.record(), "reward_scales": scales}
         # The base model is the first candidate for best/: a run that never improves on it
         # leaves the base weights there, never a worse fine-tuned model.
         self.state["best"] = {
@@ -445,7 +442,8 @@ class _Run:
             "mode": cfg.mode,
             "truncation": cfg.truncation,
             "sampler_steps": cfg.sampler_steps,
-            "reward_scale": self.trainer.scale,
+            "reward": cfg.reward,
+            "reward_scales": None if self.trainer.reward is None else self.trainer.reward.scales,
             "eval_budget": int(budget),
             "base": base,
             "final": final,

@@ -40,7 +40,7 @@ from pirf.errors import PirfError, option
 from pirf.finetune.config import FinetuneConfig
 from pirf.finetune.lora import attach_lora, load_lora_factors, lora_factors, merged_state
 from pirf.finetune.regularisers import distillation_regulariser
-from pirf.finetune.reward import residual_loss
+from pirf.finetune.reward import Reward
 from pirf.finetune.safety import sanitise_gradients
 from pirf.finetune.trainable import select_trainable, top_names
 from pirf.finetune.trajectory import truncated_trajectory
@@ -83,15 +83,6 @@ class StepStats:
     seconds: float
 
 
-def _residual_loss_fn(
-    pde: PDE, normalisation: Normalisation, norm: str
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    def loss(samples: torch.Tensor) -> torch.Tensor:
-        return residual_loss(pde, normalisation, samples, norm=norm, dtype=torch.float32)
-
-    return loss
-
-
 class PIRFTrainer:
     """PIRF fine-tuning of ``denoiser`` (modified in place; see the module docstring).
 
@@ -120,10 +111,14 @@ class PIRFTrainer:
         world: int = 1,
         top_prefixes: list[str] | None = None,
     ) -> None:
+        self.reward: Reward | None = None
         if loss_fn is None:
             if pde is None or normalisation is None:
                 raise PirfError("give a PDE and its normalisation, or a loss function")
-            loss_fn = _residual_loss_fn(pde, normalisation, config.norm)
+            self.reward = Reward(
+                pde, normalisation, reward=config.reward, norm=config.norm, snap=config.reward_snap
+            )
+            loss_fn = self.reward
         if config.batch % world:
             raise PirfError(
                 f"{option('batch')} {config.batch} is not divisible by {world} processes"
@@ -182,6 +177,19 @@ class PIRFTrainer:
                 )
             return select_trainable(self.model, "top", prefixes=prefixes)
         return select_trainable(self.model, "all")
+
+    def calibrate(self, samples: torch.Tensor) -> dict[str, float]:
+        """Divide the loss by its value on ``samples`` (the base model's) from now on: each
+        term of pirf's reward by its own mean (:meth:`Reward.calibrate`), a user's loss by
+        its mean. Returns the scales."""
+        samples = samples.to(self.device)
+        if self.reward is not None:
+            self.scale = 1.0
+            return self.reward.calibrate(samples)
+        with torch.no_grad():
+            value = float(self.loss_fn(samples).double().mean())
+        self.set_scale(value)
+        return {"loss": value}
 
     def set_scale(self, scale: float) -> None:
         """Divide the reward loss by ``scale`` from now on (the base model's residual)."""
@@ -361,6 +369,8 @@ class PIRFTrainer:
     def extra_state(self) -> dict[str, Any]:
         """What :meth:`load_extra_state` needs besides the weights to resume exactly."""
         state: dict[str, Any] = {"adam": self.optimizer.state_dict(), "scale": self.scale}
+        if self.reward is not None:
+            state["reward_scales"] = self.reward.scales
         if self.config.trainable == "lora":
             state["lora"] = lora_factors(self.model)
         return state
@@ -385,6 +395,12 @@ class PIRFTrainer:
                 average.copy_(ema[name])
         self.optimizer.load_state_dict(extra["adam"])
         self.scale = float(extra["scale"])
+        if self.reward is not None:
+            scales = extra.get("reward_scales")
+            if scales is None and self.scale != 1.0:
+                # a run saved before per-term scales: one residual term, scaled outside
+                scales, self.scale = {"residual": self.scale}, 1.0
+            self.reward.scales = scales
 
 
 __all__ = ["NOISE_STREAM", "LossFn", "PIRFTrainer", "StepStats"]

@@ -113,6 +113,36 @@ class PDE(abc.ABC):
         """
         return fields
 
+    def reward_fields(self, fields: torch.Tensor) -> torch.Tensor:
+        """Generated fields made safe for a *differentiable* residual (the fine-tuning reward
+        and residual guidance); identity by default.
+
+        :meth:`snap` is piecewise constant, so its gradient is zero almost everywhere and it
+        cannot sit inside a reward. Override this where the raw fields can make the residual
+        undefined (Darcy clamps its coefficient away from zero).
+        """
+        return fields
+
+    def precondition(self, residual: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
+        """The residual mapped through the inverse of the PDE's constant-coefficient
+        operator, ``P^-1 R``, shaped like ``residual``; differentiable.
+
+        A residual stencil weighs the error at wavenumber ``k`` by about ``|k|^p`` (``p = 2``
+        for a Laplacian); ``P^-1`` undoes that, so a norm of ``P^-1 R`` weighs every scale
+        of the solution's error alike. For a linear problem with ``P`` its exact operator,
+        ``P^-1 R`` is exactly the solution's error against a re-solve from the inputs.
+        ``fields`` are the fields the residual came from (for variable coefficients).
+        Not every PDE has one: see :attr:`has_preconditioner`.
+        """
+        raise PirfError(
+            f"PDE '{self.name}' has no preconditioner; use the residual or multiscale reward"
+        )
+
+    @property
+    def has_preconditioner(self) -> bool:
+        """Whether :meth:`precondition` is implemented."""
+        return type(self).precondition is not PDE.precondition
+
     def position_harmonics(self) -> tuple[tuple[int, int], ...]:
         """Position harmonics ``(axis, cycles per field)`` a denoiser of this PDE must see.
 

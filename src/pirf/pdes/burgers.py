@@ -38,6 +38,7 @@ fronts dominate: the per-sample median is about ten times lower).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, ClassVar, NamedTuple
 
@@ -216,6 +217,22 @@ def burgers_residual(u: torch.Tensor, viscosity: float, dt: float, dx: float) ->
     return time_derivative + advection - viscosity * diffusion
 
 
+@functools.lru_cache(maxsize=16)
+def heat_propagator(
+    levels: int, width: int, viscosity: float, dt: float, device: torch.device
+) -> torch.Tensor:
+    """``dt exp(-nu k^2 (j - i) dt)`` for ``i <= j`` (0 above the diagonal), per ``rfft``
+    mode ``k = 2 pi m`` of a periodic unit interval of ``width`` points: ``(K, T, T)`` in
+    float64. Built outside inference mode so that autograd can use the cached table."""
+    with torch.inference_mode(False):
+        k = 2.0 * math.pi * torch.arange(width // 2 + 1, dtype=torch.float64, device=device)
+        steps = torch.arange(levels, dtype=torch.float64, device=device)
+        lag = steps[:, None] - steps[None, :]
+        rate = viscosity * k**2
+        table = dt * torch.exp(-rate[:, None, None] * dt * lag.clamp_min(0.0)[None])
+        return table * (lag >= 0)[None]
+
+
 class Burgers(PDE):
     """Viscous Burgers on the ``(t, x)`` grid; see the module docstring.
 
@@ -283,6 +300,21 @@ class Burgers(PDE):
         self.check_fields(fields)
         dt, dx = self.grid.spacing(tuple(fields.shape[-2:]))
         return burgers_residual(fields, self.viscosity, dt, dx)
+
+    def precondition(self, residual: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
+        """The residual propagated by the heat operator ``d/dt - nu d^2/dx^2``'s inverse,
+        ``(B, 1, T-2, X)``: the error a field picks up when the residual acts as a source
+        from the first residual level on, with the advection left out (the equation's
+        constant-coefficient part). Per Fourier mode ``k`` of ``x``,
+        ``E_j = sum_{i <= j} dt exp(-nu k^2 (j - i) dt) R_i``, so high wavenumbers decay
+        within a few steps and low ones accumulate: the norm of ``E`` weighs scales as the
+        consistency metric's re-simulation does, not as the stencil does."""
+        levels, width = residual.shape[-2], residual.shape[-1]
+        dt, _ = self.grid.spacing(tuple(fields.shape[-2:]))
+        decay = heat_propagator(levels, width, self.viscosity, dt, residual.device)
+        spectrum = torch.fft.rfft(residual, dim=-1)
+        propagated = torch.einsum("kji,...ik->...jk", decay.to(spectrum.dtype), spectrum)
+        return torch.fft.irfft(propagated, n=width, dim=-1).to(residual.dtype)
 
     # ----------------------------------------------------------------------------- data
     def sample_inputs(self, generators: list[torch.Generator], resolution: int) -> torch.Tensor:

@@ -30,9 +30,13 @@ import torch
 
 from pirf.errors import PirfError
 from pirf.pdes.base import PDE, relative_l2
+from pirf.pdes.dirichlet import sine_solver
 from pirf.pdes.elliptic import DirichletSineSolver, node_spacing, with_zero_boundary
 from pirf.pdes.grf import cosine_grf
 from pirf.pdes.pcg import PCGResult, cg_iteration_bound, default_rtol, pcg
+
+COEFFICIENT_FLOOR = 0.5
+"""In a differentiable residual, ``a`` is clamped below at this fraction of ``a_low``."""
 
 
 def harmonic_face_coefficients(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,6 +237,27 @@ class Darcy(PDE):
         form = central_difference_form(fields[:, 0], fields[:, 1])
         return (form - float(self._params["forcing"])).unsqueeze(1)
 
+    def reward_fields(self, fields: torch.Tensor) -> torch.Tensor:
+        """``a`` clamped below at :data:`COEFFICIENT_FLOOR` times ``a_low``; ``u`` unchanged.
+
+        The harmonic face means need ``a > 0``. The residual sees the raw generated ``a``
+        wherever it is admissible, so gradients reach ``a`` there, and a generated value
+        that strays near or below zero cannot divide by zero (those pixels get no gradient
+        through ``a``). In normalised space the floor lies far outside the data, so a
+        reasonable model never reaches it.
+        """
+        floor = COEFFICIENT_FLOOR * float(self._params["a_low"])
+        return torch.cat([fields[:, :1].clamp_min(floor), fields[:, 1:]], dim=1)
+
+    def precondition(self, residual: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
+        """``(-abar Laplacian_h)^-1 R``: the solver's preconditioner, the Laplacian scaled
+        by each sample's mean coefficient ``abar`` (of the fields' ``a``).
+        ``(B, 1, R-2, R-2)``."""
+        resolution = residual.shape[-1] + 2
+        poisson = sine_solver(resolution, 0.0, residual.dtype, residual.device)
+        mean = fields[:, 0].mean(dim=(-2, -1)).to(residual.dtype)
+        return -poisson.solve(residual) / mean[:, None, None, None]
+
     def snap(self, fields: torch.Tensor) -> torch.Tensor:
         """Set ``a`` to ``a_high`` where it is at least the midpoint, else ``a_low``;
         ``u`` unchanged."""
@@ -281,6 +306,7 @@ class Darcy(PDE):
 
 
 __all__ = [
+    "COEFFICIENT_FLOOR",
     "Darcy",
     "central_difference_form",
     "darcy_default_rtol",

@@ -42,9 +42,11 @@ def sine_solver(
 
     Building a solver costs two ``n x n`` tables; caching them per
     ``(resolution, shift, dtype, device)`` keeps repeated batches (data generation, the
-    consistency metric) from rebuilding them.
+    consistency metric) from rebuilding them. Built outside inference mode, so that the
+    cached tables also serve autograd later (the preconditioned reward).
     """
-    return DirichletSineSolver(resolution, shift=shift, dtype=dtype, device=device)
+    with torch.inference_mode(False):
+        return DirichletSineSolver(resolution, shift=shift, dtype=dtype, device=device)
 
 
 def shifted_laplacian(u: torch.Tensor, shift: float) -> torch.Tensor:
@@ -115,6 +117,14 @@ class SineDirichletPDE(PDE):
         self.check_fields(fields)
         operator = shifted_laplacian(fields[:, 1], self.shift)
         return (operator - interior(fields[:, 0])).unsqueeze(1)
+
+    def precondition(self, residual: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
+        """``(Laplacian_h + shift)^-1 R`` on the interior nodes, by the exact sine solver:
+        for these linear problems exactly ``u`` minus the solution for the fields' ``a``
+        (with ``u``'s boundary values as stored). ``(B, 1, R-2, R-2)``."""
+        resolution = residual.shape[-1] + 2
+        solver = sine_solver(resolution, float(self.shift), residual.dtype, residual.device)
+        return solver.solve(residual)
 
     # ----------------------------------------------------------------------------- data
     def admissible_inputs(self, a: torch.Tensor) -> torch.Tensor:

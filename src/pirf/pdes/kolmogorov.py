@@ -240,6 +240,22 @@ class Kolmogorov(PDE):
         self.check_fields(fields)
         return vorticity_residual(fields, **self._physics())
 
+    def precondition(self, residual: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
+        """``R`` divided, per Fourier mode, by the linear part of the equation over the
+        central difference's window: ``1 / (2 dt) + drag + |k|^2 / Re``. The vorticity
+        error a residual ``R`` leaves after the window, with advection left out; it weighs
+        large scales up against the grid scales that dominate the plain residual.
+        ``(B, 1, H, W)``."""
+        shape = (residual.shape[-2], residual.shape[-1])
+        physics = self._physics()
+        operators = spectral_operators(shape, residual.device, residual.dtype)
+        symbol = (
+            0.5 / physics["frame_dt"]
+            + physics["drag"]
+            + operators.squared_wavenumber / physics["reynolds"]
+        )
+        return irfft2(rfft2(residual) / symbol, shape)
+
     def reference_residual(self, fields: torch.Tensor) -> torch.Tensor:
         """The residual with the advection product not de-aliased, ``(B, 1, H, W)``.
 
