@@ -197,6 +197,18 @@ def finetune(
     grad_clip: Annotated[
         float | None, typer.Option("--grad-clip", help="Gradient-norm clip (0: off); 1.")
     ] = None,
+    pool: Annotated[
+        int | None,
+        typer.Option(
+            "--pool",
+            help="Amortised trajectories: keep this many window-start states and remake "
+            "only --pool-refresh per iteration; 0 (off).",
+        ),
+    ] = None,
+    pool_refresh: Annotated[
+        int | None,
+        typer.Option("--pool-refresh", help="States remade per iteration; a quarter of --batch."),
+    ] = None,
     random_steps: Annotated[
         str | None,
         typer.Option("--random-steps", help="Draw N per iteration from these, e.g. 20,40,80."),
@@ -291,6 +303,8 @@ def finetune(
         "ema_halflife": ema_halflife,
         "grad_clip": grad_clip,
         "random_steps": parse_steps(random_steps, "--random-steps"),
+        "pool": pool,
+        "pool_refresh": pool_refresh,
         "fp32_steps": fp32_steps,
         "seed": seed,
         "reference": reference,

@@ -93,6 +93,8 @@ TRAJECTORY_FIELDS = (
     "grad_clip",
     "random_steps",
     "checkpointing",
+    "pool",
+    "pool_refresh",
     "fp32_steps",
     "bf16",
     "seed",
@@ -173,6 +175,14 @@ class FinetuneConfig:
     """Gradient checkpointing of each differentiable sampler step (``draft``,
     ``draft-lv``): activations are recomputed in the backward pass instead of kept, for
     large backbones; ``full`` always checkpoints."""
+    pool: int = 0
+    """Amortised trajectories (:mod:`pirf.finetune.pool`): keep this many window-start
+    states (per process) made with recent weights, draw each iteration's batch from them
+    and remake only ``pool_refresh`` per iteration (0: every trajectory from fresh noise,
+    plain DRaFT-K). Needs ``mode='draft'`` and a fixed ``sampler_steps``."""
+    pool_refresh: int | None = None
+    """Window-start states remade per iteration with a pool (default: a quarter of the
+    batch per process, at least one); a state lives ``pool / pool_refresh`` iterations."""
     fp32_steps: int = 2
     """Last sampler steps that run the network in float32 when ``bf16`` is on (CUDA)."""
     bf16: bool = True
@@ -276,6 +286,20 @@ def validate(config: FinetuneConfig) -> None:
         _positive(name, getattr(config, name))
     for name in ("weight_reg", "distill_reg", "ema_halflife", "grad_clip", "eval_every"):
         _positive(name, getattr(config, name), zero=True)
+    if config.pool:
+        _positive("pool", config.pool)
+        if config.mode != "draft" or config.random_steps:
+            raise PirfError(
+                f"{option('pool')} needs {option('mode')} draft and a fixed "
+                f"{option('sampler_steps')} (no {option('random_steps')})"
+            )
+        if config.pool < config.batch:
+            raise PirfError(
+                f"{option('pool')} {config.pool} is smaller than {option('batch')} "
+                f"{config.batch}; the pool must hold at least one batch"
+            )
+        if config.pool_refresh is not None and not 1 <= config.pool_refresh <= config.pool:
+            raise PirfError(f"{option('pool_refresh')} must lie in 1..{config.pool}")
     if config.warmup is not None and config.warmup < 0:
         raise PirfError(f"{option('warmup')} must be >= 0")
     if not 0 <= config.lr_final_ratio <= 1:

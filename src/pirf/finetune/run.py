@@ -319,6 +319,8 @@ class _Run:
                 "nonfinite_samples": sum(s.nonfinite_samples for s in interval),
                 "nonfinite_gradients": sum(s.nonfinite_gradients for s in interval),
                 "skipped": sum(s.skipped for s in interval),
+                "window_starts": sum(s.starts for s in interval) * self.context.world,
+                "pool_age": interval[-1].pool_age,
                 "seconds_per_iteration": sum(s.seconds for s in interval) / count,
                 "seconds": self.counters["seconds"],
             }
@@ -361,6 +363,8 @@ class _Run:
                 self.counters = {
                     "iteration": iteration,
                     "trajectories": iteration * cfg.batch,
+                    "window_starts": self.counters.get("window_starts", 0)
+                    + stats.starts * self.context.world,
                     "seconds": seconds_before + time.perf_counter() - began,
                 }
                 bar.update(iteration, sum(s.reward_loss for s in interval) / len(interval))
@@ -435,6 +439,7 @@ class _Run:
             "total_seconds": float(self.counters["seconds"]),
             "seconds_per_iteration": median,
             "trajectories_per_s": cfg.batch / median if median else None,
+            "window_starts": int(self.counters.get("window_starts", 0)),
             **_peak_memory(self.device),
             "trainable": cfg.trainable,
             "trainable_parameters": self.trainer.parameter_count,

@@ -39,11 +39,17 @@ from torch.nn.utils import parametrize
 from pirf.errors import PirfError, option
 from pirf.finetune.config import FinetuneConfig
 from pirf.finetune.lora import attach_lora, load_lora_factors, lora_factors, merged_state
+from pirf.finetune.pool import StatePool
 from pirf.finetune.regularisers import distillation_regulariser
 from pirf.finetune.reward import Reward
 from pirf.finetune.safety import sanitise_gradients
 from pirf.finetune.trainable import select_trainable, top_names
-from pirf.finetune.trajectory import truncated_trajectory
+from pirf.finetune.trajectory import (
+    GradientTrajectory,
+    truncated_trajectory,
+    window_start,
+    window_trajectory,
+)
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import Normalisation
 from pirf.sampling import Precision, karras_sigmas
@@ -81,6 +87,11 @@ class StepStats:
     skipped: bool
     """No finite sample in the batch: no optimizer step was taken."""
     seconds: float
+    starts: int = 0
+    """Window-start states this process made (sampler steps without gradient from fresh
+    noise): the batch share for plain DRaFT-K, the refresh with a state pool."""
+    pool_age: float = 0.0
+    """Mean age in iterations of the pool's states (0 without a pool)."""
 
 
 class PIRFTrainer:
@@ -148,6 +159,11 @@ class PIRFTrainer:
         # The steps without gradient are most of an iteration; a compiled view of the same
         # module (weights shared, so always current) runs them when asked.
         self.fast = torch.compile(self.model) if config.compile else None
+        self.pool: StatePool | None = None
+        if config.pool:
+            share = config.batch // world
+            refresh = config.pool_refresh or max(1, share // 4)
+            self.pool = StatePool(config.pool, refresh, self.shape, seed=config.seed, rank=rank)
 
     # ------------------------------------------------------------------------- set-up
     def _select(self, prefixes: list[str] | None) -> list[tuple[str, nn.Parameter]]:
@@ -245,22 +261,45 @@ class PIRFTrainer:
                 terms.append((parameter - reference).square().sum())
         return self.config.weight_reg * torch.stack(terms).sum()
 
+    def _trajectory(
+        self, iteration: int, steps: int, noise: torch.Tensor, generator: torch.Generator
+    ) -> tuple[GradientTrajectory, int]:
+        """The iteration's differentiable trajectories, and the window starts made for
+        them (fresh ones, or from the pool)."""
+        cfg = self.config
+        sigmas = karras_sigmas(steps)
+        k = min(cfg.truncation, steps)
+        if self.pool is None:
+            run = truncated_trajectory(
+                self.model,
+                noise,
+                sigmas,
+                k=k,
+                mode=cfg.mode,
+                precision=self.precision,
+                generator=generator,
+                copies=cfg.copies,
+                checkpoint=True if cfg.checkpointing else None,
+                fast=self.fast,
+            )
+            return run, noise.shape[0]
+        ahead = self.model if self.fast is None else self.fast
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+
+        def make(fresh: torch.Tensor) -> torch.Tensor:
+            fresh = fresh.to(self.device, noise.dtype, memory_format=layout)
+            return window_start(ahead, fresh, sigmas, k, precision=self.precision)
+
+        states, made = self.pool.draw(iteration, noise.shape[0], make)
+        run = window_trajectory(
+            self.model, states, sigmas, k, precision=self.precision, checkpoint=cfg.checkpointing
+        )
+        return run, made
+
     def _loss(
-        self, steps: int, noise: torch.Tensor, generator: torch.Generator
+        self, run: GradientTrajectory
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         cfg = self.config
-        run = truncated_trajectory(
-            self.model,
-            noise,
-            karras_sigmas(steps),
-            k=min(cfg.truncation, steps),
-            mode=cfg.mode,
-            precision=self.precision,
-            generator=generator,
-            copies=cfg.copies,
-            checkpoint=True if cfg.checkpointing else None,
-            fast=self.fast,
-        )
         final = run.final if self._float64 else run.final.float()
         per_sample = self.loss_fn(final) / self.scale
         finite = torch.isfinite(per_sample)
@@ -320,7 +359,8 @@ class PIRFTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         steps, noise, generator = self.draws(iteration)
-        total, reward, regulariser, bad = self._loss(steps, noise, generator)
+        run, starts = self._trajectory(iteration, steps, noise, generator)
+        total, reward, regulariser, bad = self._loss(run)
         self.optimizer.zero_grad(set_to_none=True)
         skipped = bad * self.world >= cfg.batch * (cfg.copies if cfg.mode == "draft-lv" else 1)
         if total.requires_grad:
@@ -345,6 +385,8 @@ class PIRFTrainer:
             nonfinite_gradients=nonfinite,
             skipped=skipped,
             seconds=time.perf_counter() - began,
+            starts=starts,
+            pool_age=0.0 if self.pool is None else self.pool.age(iteration),
         )
 
     @torch.no_grad()
@@ -373,6 +415,8 @@ class PIRFTrainer:
             state["reward_scales"] = self.reward.scales
         if self.config.trainable == "lora":
             state["lora"] = lora_factors(self.model)
+        if self.pool is not None:
+            state["pool"] = self.pool.state()
         return state
 
     def load_state(
@@ -395,6 +439,8 @@ class PIRFTrainer:
                 average.copy_(ema[name])
         self.optimizer.load_state_dict(extra["adam"])
         self.scale = float(extra["scale"])
+        if self.pool is not None:
+            self.pool.load(extra["pool"], self.device)
         if self.reward is not None:
             scales = extra.get("reward_scales")
             if scales is None and self.scale != 1.0:

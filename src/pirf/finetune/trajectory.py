@@ -86,6 +86,64 @@ def _differentiable_steps(
     return x
 
 
+def _start(noise: torch.Tensor, levels: list[float]) -> torch.Tensor:
+    """The sampler's first state, ``noise * sigma_max``, float32 unless ``noise`` is
+    float64, cut from any graph."""
+    x = noise.detach()
+    return (x if x.dtype == torch.float64 else x.to(torch.float32)) * levels[0]
+
+
+@torch.no_grad()
+def window_start(
+    denoiser: Denoiser,
+    noise: torch.Tensor,
+    sigmas: torch.Tensor | Sequence[float],
+    k: int,
+    *,
+    method: str = "heun",
+    precision: Precision = FP32,
+) -> torch.Tensor:
+    """The state entering the last ``k`` sampler steps from unit ``noise``: steps
+    ``0 .. N-k-1`` without gradient. A plain tensor that does not require grad (see the
+    module docstring); :func:`window_trajectory` continues from it."""
+    levels = noise_levels(sigmas)
+    total = len(levels) - 1
+    _check_window(k, total)
+    x = _start(noise, levels)
+    return integrate(denoiser, x, levels, stop=total - k, method=method, precision=precision)
+
+
+def window_trajectory(
+    denoiser: Denoiser,
+    state: torch.Tensor,
+    sigmas: torch.Tensor | Sequence[float],
+    k: int,
+    *,
+    method: str = "heun",
+    precision: Precision = FP32,
+    checkpoint: bool = False,
+) -> GradientTrajectory:
+    """The last ``k`` sampler steps from ``state`` (at the schedule's step ``N-k``), with
+    autograd: DRaFT-K's differentiable window. ``state`` may come from
+    :func:`window_start` now or, for amortised trajectories, from earlier weights."""
+    levels = noise_levels(sigmas)
+    total = len(levels) - 1
+    _check_window(k, total)
+    indices = range(total - k, total)
+    states: list[torch.Tensor] = []
+    x = _differentiable_steps(
+        denoiser,
+        state.detach(),
+        levels,
+        indices,
+        method=method,
+        precision=precision,
+        checkpoint=checkpoint,
+        states=states,
+    )
+    return GradientTrajectory(x, states, levels[total - k : total], list(indices))
+
+
 def _random_step(low: int, high: int, generator: torch.Generator | None) -> int:
     return int(torch.randint(low, high, (), generator=generator))
 
@@ -120,21 +178,14 @@ def truncated_trajectory(
         raise PirfError(f"unknown trajectory mode '{mode}'; use one of {', '.join(MODES)}")
     levels = noise_levels(sigmas)
     total = len(levels) - 1
-    x = noise.detach()
-    x = (x if x.dtype == torch.float64 else x.to(torch.float32)) * levels[0]
     run = {"method": method, "precision": precision}
-    states: list[torch.Tensor] = []
     if mode in ("draft", "full"):
         window = total if mode == "full" else k
-        _check_window(window, total)
         use_checkpoint = (mode == "full") if checkpoint is None else checkpoint
-        start = total - window
-        x = integrate(ahead, x, levels, stop=start, **run)
-        indices = range(start, total)
-        x = _differentiable_steps(
-            denoiser, x, levels, indices, checkpoint=use_checkpoint, states=states, **run
-        )
-        return GradientTrajectory(x, states, levels[start:total], list(indices))
+        state = window_start(ahead, noise, levels, window, **run)
+        return window_trajectory(denoiser, state, levels, window, checkpoint=use_checkpoint, **run)
+    x = _start(noise, levels)
+    states: list[torch.Tensor] = []
     if mode == "refl":
         _check_window(k, total)
         t = _random_step(total - k, total, generator) if step is None else step
@@ -166,4 +217,10 @@ def truncated_trajectory(
     return GradientTrajectory(final, states, [levels[last]], [last], copies)
 
 
-__all__ = ["MODES", "GradientTrajectory", "truncated_trajectory"]
+__all__ = [
+    "MODES",
+    "GradientTrajectory",
+    "truncated_trajectory",
+    "window_start",
+    "window_trajectory",
+]
