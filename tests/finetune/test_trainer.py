@@ -256,7 +256,7 @@ def test_lora_factor_gradient_is_the_weight_gradient_projected_on_a():
     lora = trainer(model=copy.deepcopy(base), trainable="lora", weight_reg=0.0)
     losses = []
     for t in (layer_wise, lora):
-        total = t._loss(*t.draws(0))[0]
+        total = t._loss(t._trajectory(0, *t.draws(0))[0])[0]
         total.backward()
         losses.append(float(total.detach()))
     assert losses[0] == losses[1]
