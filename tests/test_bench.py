@@ -33,17 +33,25 @@ def test_bench_poisson_base_diffusionpde_pirf_end_to_end(tmp_path, capsys):
         "--pdes",
         "poisson",
         "--methods",
-        "base,diffusionpde,pirf",
+        "base,diffusionpde,pirf,pirf+c",
         "--steps",
         "20",
         "--out",
         str(out),
         *CI_SIZE,
     ]
-    assert main(args) == 0
+    assert main([*args, "--results-json", str(tmp_path / "tiny.json")]) == 0
     report = json.loads((out / "report.json").read_text())
     rows = report["pdes"]["poisson"]["rows"]
-    assert [r["method"] for r in rows] == ["base", "diffusionpde", "pirf"]
+    assert [r["method"] for r in rows] == ["base", "diffusionpde", "pirf", "pirf+c"]
+    results = json.loads((tmp_path / "tiny.json").read_text())
+    assert [r["method"] for r in results["pdes"]["poisson"]["rows"]] == [
+        "base", "diffusionpde", "pirf", "pirf+c"
+    ]  # fmt: skip
+    # pirf+c sampled PIRF's own checkpoint, with its own sweep on the validation seeds
+    setting = json.loads((out / "poisson" / "pirf+c" / "setting.json").read_text())
+    assert setting["seed"] == 2 and len(setting["candidates"]) > 1
+    assert rows[3]["cost"]["checkpoint"] == rows[2]["cost"]["checkpoint"]
     assert all(r["steps"] == 20 and r["nfe"] == 39 for r in rows)
     assert rows[1]["backward_per_sample"] > 0  # guidance pays backward passes
     assert report["pdes"]["poisson"]["ground_truth"]["residual_mse"] < 1e-9
@@ -59,7 +67,7 @@ def test_bench_poisson_base_diffusionpde_pirf_end_to_end(tmp_path, capsys):
     assert "todo" not in err
     assert (out / "poisson" / "results" / "pirf-20.json").stat().st_mtime_ns == stamp
     # --report-only runs nothing, even for a method never prepared, and reports what exists.
-    with_pidm = [a if a != "base,diffusionpde,pirf" else "base,pidm,pirf" for a in args]
+    with_pidm = [a if a != "base,diffusionpde,pirf,pirf+c" else "base,pidm,pirf" for a in args]
     assert main([*with_pidm, "--report-only"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert [r["method"] for r in report["pdes"]["poisson"]["rows"]] == ["base", "pirf"]
@@ -77,14 +85,55 @@ def test_base_is_always_a_row_and_presets_take_overrides():
     assert resolve_preset("tiny", n_eval=7).n_eval == 7
 
 
-def _row(method, residual, mmd, nfe=39, backward=0, diversity=1.0):
+def _row(method, residual, mmd, nfe=39, backward=0, diversity=1.0, steps=20, consistency=0.1):
     return {
         "method": method,
-        "steps": 20,
+        "steps": steps,
         "nfe": nfe,
         "backward_per_sample": backward,
-        "headline": {"residual_mse": residual, "mmd": mmd, "diversity": diversity},
+        "headline": {
+            "residual_mse": residual,
+            "mmd": mmd,
+            "diversity": diversity,
+            "consistency": consistency,
+        },
     }
+
+
+def test_goals_hold_a_variant_to_every_costlier_baseline_at_any_budget():
+    from pirf.bench.report import best_variant, goals, results_json
+
+    base = _row("base", 1.0, 1.0)
+    truth = {"headline": {"residual_mse": 1e-4}}
+    rows = [
+        base,
+        _row("cocogen", 0.02, 0.9, backward=7),
+        _row("cocogen", 0.004, 0.9, nfe=159, backward=31, steps=80),
+        _row("pidm", 0.5, 1.0, nfe=79, steps=40),
+        _row("pirf", 0.009, 0.95, consistency=0.09),
+        _row("pirf+c", 0.001, 1.2, backward=7, consistency=0.2),
+    ]
+    pirf = goals(rows, base, truth, "pirf")
+    assert pirf["residual_target"] == pytest.approx(0.01) and pirf["checks"]["residual_target"]
+    # cocogen at 80 steps costs more and is lower: the goal fails on it alone
+    assert pirf["not_lower_than"] == ["cocogen@80"] and not pirf["met"]
+    assert pirf["best_baseline"]["method"] == "cocogen"
+    corrected = goals(rows, base, truth, "pirf+c")
+    assert corrected["checks"]["mmd_no_worse"] is False
+    assert corrected["checks"]["consistency_no_worse"] is False
+    assert best_variant({"pirf": pirf, "pirf+c": corrected}) == "pirf+c"  # both in the band
+    # the floor caps the target: 2 x the ground truth's residual when that is larger
+    assert goals(rows, base, {"headline": {"residual_mse": 0.1}}, "pirf")["residual_target"] == 0.2
+    report = {
+        "settings": {"preset": {"name": "tiny"}, "command": "pirf bench ..."},
+        "pdes": {"poisson": {"ground_truth": truth["headline"], "rows": rows}},
+    }
+    table = results_json(report)
+    assert table["preset"] == "tiny" and table["pdes"]["poisson"]["floor"] == 1e-4
+    assert table["pdes"]["poisson"]["rows"][2] == {
+        "method": "cocogen", "steps": 80, "nfe": 190, "residual_mse": 0.004,
+        "consistency": 0.1, "joint_mmd": 0.9, "diversity": 1.0,
+    }  # fmt: skip
 
 
 def test_pirf_bar_compares_at_equal_or_higher_cost_and_checks_fidelity():

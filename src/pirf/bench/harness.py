@@ -99,7 +99,7 @@ def _mark(ctx: Context) -> None:
 
 def _shipped_base(ctx: Context) -> Path | None:
     """The shipped tiny model when it was trained on exactly this training set."""
-    if ctx.preset.name != "tiny" or ctx.preset.base_iters is not None:
+    if ctx.preset.name != "tiny" or ctx.preset.base_iterations(ctx.pde_name) is not None:
         return None
     try:
         shipped = shipped_checkpoint(f"{ctx.pde_name}-tiny")
@@ -130,7 +130,7 @@ def _base_stage(ctx: Context) -> Stage:
                 data=ctx.train,
                 out=out,
                 preset=ctx.preset.name,
-                iters=ctx.preset.base_iters,
+                iters=ctx.preset.base_iterations(ctx.pde_name),
                 device=ctx.device,
                 progress=ctx.progress,
                 figure_every=0,

@@ -78,6 +78,91 @@ def pirf_bar(
     }
 
 
+GOAL_FACTOR = 100.0
+"""The residual goal: the base model's divided by this, unless the floor is higher."""
+GOAL_FLOOR_FACTOR = 2.0
+"""... or this many times the ground truth's own residual (the stencil's floor)."""
+
+
+def goals(
+    rows: list[dict[str, Any]],
+    base: dict[str, Any] | None,
+    truth: dict[str, Any] | None,
+    method: str,
+) -> dict[str, Any] | None:
+    """The goals a PIRF variant is held to at :data:`BAR_STEPS` (docs/BENCHMARKS.md):
+
+    * residual MSE at most ``max(base / 100, 2 x the ground truth's)``;
+    * a lower residual than every baseline row, at any step count, whose sampling cost
+      (network passes per sample, forward and backward) is at least its own;
+    * solver consistency and joint MMD no worse than the base model's;
+    * fidelity inside the band (as :func:`pirf_bar`).
+
+    None when the variant or the base model was not run at that budget."""
+    at = {r["method"]: r for r in rows if r["steps"] == BAR_STEPS}
+    mine = at.get(method)
+    if mine is None or base is None:
+        return None
+    head, base_head = mine["headline"], base["headline"]
+    residual = head["residual_mse"]
+    floor = truth["headline"]["residual_mse"] if truth else 0.0
+    target = max(base_head["residual_mse"] / GOAL_FACTOR, GOAL_FLOOR_FACTOR * floor)
+    baselines = [r for r in rows if r["method"] not in ("base", *PIRF_VARIANTS)]
+    costlier = [r for r in baselines if _cost(r) >= _cost(mine)]
+    not_beaten = [
+        f"{r['method']}@{r['steps']}"
+        for r in costlier
+        if not residual < r["headline"]["residual_mse"]
+    ]
+    in_band = not FidelityBand(FIDELITY_BAND, base_head).violations(head)
+
+    def no_worse(key: str) -> bool | None:
+        if head.get(key) is None or base_head.get(key) is None:
+            return None
+        return bool(head[key] <= base_head[key])
+
+    best_baseline = min(
+        (r for r in baselines if r["steps"] == BAR_STEPS),
+        key=lambda r: r["headline"]["residual_mse"],
+        default=None,
+    )
+    checks = {
+        "residual_target": residual <= target,
+        "lowest_at_equal_or_higher_cost": not not_beaten,
+        "consistency_no_worse": no_worse("consistency"),
+        "mmd_no_worse": no_worse("mmd"),
+        "in_band": in_band,
+    }
+    return {
+        "method": method,
+        "steps": BAR_STEPS,
+        "residual_mse": residual,
+        "residual_target": target,
+        "residual_ratio": base_head["residual_mse"] / residual if residual else None,
+        "not_lower_than": not_beaten,
+        "consistency": head.get("consistency"),
+        "base_consistency": base_head.get("consistency"),
+        "mmd": head.get("mmd"),
+        "base_mmd": base_head.get("mmd"),
+        "best_baseline": None
+        if best_baseline is None
+        else {
+            "method": best_baseline["method"],
+            "residual_mse": best_baseline["headline"]["residual_mse"],
+            "mmd": best_baseline["headline"]["mmd"],
+            "consistency": best_baseline["headline"].get("consistency"),
+        },
+        "checks": checks,
+        "met": all(value is not False for value in checks.values()),
+    }
+
+
+def best_variant(goal_rows: dict[str, dict[str, Any]]) -> str | None:
+    """The PIRF variant with the lowest residual inside the fidelity band (None: none)."""
+    inside = [g for g in goal_rows.values() if g["checks"]["in_band"]]
+    return min(inside, key=lambda g: g["residual_mse"])["method"] if inside else None
+
+
 def _table(pde: str, truth: dict[str, Any] | None, rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         f"### {pde}",
@@ -208,6 +293,26 @@ def write_report(
         }
         lines += _table(ctx.pde_name, truth, rows)
         lines.append("")
+        goal_rows = {
+            variant: entry
+            for variant in PIRF_VARIANTS
+            if (entry := goals(rows, base, truth, variant)) is not None
+        }
+        best = best_variant(goal_rows)
+        if best is not None:
+            goal = goal_rows[best]
+            failed = [name for name, ok in goal["checks"].items() if ok is False]
+            lines.append(
+                f"Goals of the best PIRF variant in the band ({METHODS[best].label}, "
+                f"{goal['residual_ratio']:.1f}x below the base): "
+                + ("**all met**." if goal["met"] else f"**not met**: {', '.join(failed)}.")
+                + (
+                    f" Not lower than: {', '.join(goal['not_lower_than'])}."
+                    if goal["not_lower_than"]
+                    else ""
+                )
+            )
+            lines.append("")
         for variant, bar in bars.items():
             verdict = "met" if bar["met"] else "NOT met"
             lines.append(
@@ -230,6 +335,8 @@ def write_report(
             "rows": [{k: v for k, v in r.items() if k != "metrics"} for r in rows],
             "bar": bars.get("pirf"),
             "bars": bars,
+            "goals": goal_rows,
+            "best_pirf": best,
             "figures": figures,
         }
     report = {"settings": settings, "methods": {m: METHODS[m].label for m in methods}, "pdes": pdes}
@@ -240,6 +347,45 @@ def write_report(
     return report
 
 
-__all__ = ["BAR_STEPS", "pirf_bar", "write_report"]
+RESULT_NAMES = {"pgdiffusion": "pg-diffusion"}
+"""Method names in the results file where they differ from the bench's."""
+
+
+def results_json(report: dict[str, Any]) -> dict[str, Any]:
+    """The compact results file of a bench report (``docs/results/<preset>.json``): per PDE
+    the ground truth's residual (the floor) and one row per method and budget with the
+    residual, consistency, joint MMD, diversity and network passes per sample (forward
+    plus backward)."""
+    settings = report["settings"]
+    pdes = {}
+    for pde, entry in report["pdes"].items():
+        truth = entry.get("ground_truth") or {}
+        pdes[pde] = {
+            "floor": truth.get("residual_mse"),
+            "rows": [
+                {
+                    "method": RESULT_NAMES.get(row["method"], row["method"]),
+                    "steps": row["steps"],
+                    "nfe": _cost(row),
+                    "residual_mse": row["headline"]["residual_mse"],
+                    "consistency": row["headline"].get("consistency"),
+                    "joint_mmd": row["headline"]["mmd"],
+                    "diversity": row["headline"].get("diversity"),
+                }
+                for row in entry["rows"]
+            ],
+        }
+    return {"preset": settings["preset"]["name"], "command": settings["command"], "pdes": pdes}
+
+
+__all__ = [
+    "BAR_STEPS",
+    "RESULT_NAMES",
+    "best_variant",
+    "goals",
+    "pirf_bar",
+    "results_json",
+    "write_report",
+]
 
 _ = torch  # figures load tensors through safetensors; torch is needed at import time

@@ -13,8 +13,10 @@ from rich.table import Table
 
 from pirf.bench.harness import resolve_methods, resolve_pdes, run_bench
 from pirf.bench.presets import resolve_preset
+from pirf.bench.report import results_json as results_file
 from pirf.cli._common import ThreadsOpt, console, console_err, emit_json, use_threads
 from pirf.cli.finetune import parse_steps
+from pirf.data.atomic import atomic_output
 from pirf.errors import PirfError
 
 
@@ -45,7 +47,7 @@ def bench(
         typer.Option(
             "--methods",
             help="'all' or a list of base, diffusionpde, cocogen, pidm, "
-            "pgdiffusion, pirf, pirf-full (base is always included).",
+            "pgdiffusion, pirf, pirf-full, pirf+c (base is always included).",
         ),
     ] = "all",
     steps: Annotated[str, typer.Option("--steps", help="Sampler budgets.")] = "20,40,80",
@@ -86,6 +88,14 @@ def bench(
         bool,
         typer.Option("--report-only", help="Run nothing; report what is already done."),
     ] = False,
+    results_json: Annotated[
+        Path | None,
+        typer.Option(
+            "--results-json",
+            help="Also write the compact results file (per PDE: the floor and every "
+            "method's residual, consistency, joint MMD, diversity and NFE) here.",
+        ),
+    ] = None,
     threads: ThreadsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -104,6 +114,10 @@ def bench(
         baseline_iters=baseline_iters,
         baseline_batch=baseline_batch,
     )
+    if results_json is not None and not results_json.parent.is_dir():
+        raise PirfError(
+            f"--results-json {results_json}: its folder does not exist; create it first"
+        )
     budgets = parse_steps(steps, "--steps")
     if budgets is None:
         raise PirfError("--steps needs at least one step count")
@@ -120,6 +134,9 @@ def bench(
         options=parse_method_options(method_option),
         report_only=report_only,
     )
+    if results_json is not None:
+        with atomic_output(results_json, force=True) as temporary:
+            temporary.write_text(json.dumps(results_file(report), indent=1) + "\n")
     if as_json:
         emit_json(report)
         return
