@@ -203,3 +203,18 @@ def test_a_preconditioned_reward_needs_a_preconditioner():
         Reward(Plain(), Normalisation((0.0,), (1.0,)), reward="preconditioned")
     with pytest.raises(PirfError, match="unknown reward 'l7'"):
         Reward(pirf.pdes.get("poisson"), NORM, reward="l7")
+
+
+def test_mixed_weight_is_a_weighted_mean_of_the_scaled_terms():
+    from pirf.finetune.reward import Reward
+
+    pde = pirf.pdes.get("poisson")
+    fields = torch.cat([_random_fields("poisson", seed=s) for s in range(2)])
+    samples = NORM.to_model(fields)
+    loss = Reward(pde, NORM, reward="mixed", weight=0.25, dtype=torch.float64)
+    loss.scales = {"residual": 2.0, "preconditioned": 0.5}
+    terms = loss.terms(samples)
+    expected = (terms["residual"] / 2.0 + 0.25 * terms["preconditioned"] / 0.5) / 1.25
+    torch.testing.assert_close(loss(samples), expected)
+    with pytest.raises(PirfError, match="reward_weight must be positive"):
+        Reward(pde, NORM, reward="mixed", weight=0.0)

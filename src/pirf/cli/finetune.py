@@ -167,6 +167,14 @@ def finetune(
             "multiscale; residual.",
         ),
     ] = None,
+    reward_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--reward-weight",
+            help="With --reward mixed: the preconditioned term's weight against the "
+            "residual term's; 1.",
+        ),
+    ] = None,
     reward_snap: Annotated[
         bool,
         typer.Option(
@@ -296,6 +304,7 @@ def finetune(
         "distill_reg": distill_reg,
         "norm": norm,
         "reward": reward,
+        "reward_weight": reward_weight,
         "lr": lr,
         "batch": batch,
         "iters": iters,

@@ -83,6 +83,7 @@ TRAJECTORY_FIELDS = (
     "distill_reg",
     "norm",
     "reward",
+    "reward_weight",
     "reward_snap",
     "normalise_reward",
     "lr",
@@ -150,6 +151,8 @@ class FinetuneConfig:
     the inverse of the PDE's constant-coefficient operator: every scale of the solution's
     error alike), ``mixed`` (both) or ``multiscale`` (the residual at every dyadic
     scale)."""
+    reward_weight: float = 1.0
+    """Weight of the preconditioned term against the residual term in ``mixed``."""
     reward_snap: bool = False
     """The reward sees the fields projected as evaluation projects them (``PDE.snap``:
     Darcy's binary coefficient), with the gradient passed straight through."""
@@ -280,7 +283,16 @@ def validate(config: FinetuneConfig) -> None:
         raise PirfError(
             f"unknown {option('reward')} '{config.reward}'; use one of {', '.join(REWARDS)}"
         )
-    for name in ("sampler_steps", "truncation", "copies", "lora_rank", "lr", "iters", "batch"):
+    for name in (
+        "sampler_steps",
+        "truncation",
+        "copies",
+        "lora_rank",
+        "lr",
+        "iters",
+        "batch",
+        "reward_weight",
+    ):
         _positive(name, getattr(config, name))
     for name in ("checkpoint_every", "log_every", "eval_n"):
         _positive(name, getattr(config, name))

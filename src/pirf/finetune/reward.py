@@ -19,7 +19,8 @@ Which norm (:data:`REWARDS`, ``--reward``):
   coefficient for Darcy). It weighs every scale of the solution's error alike; for
   Poisson and Helmholtz it is exactly the squared error against a re-solve from the
   generated input, the quantity solver consistency measures.
-* ``mixed``: both of the above, each divided by the base model's value, averaged.
+* ``mixed``: both of the above, each divided by the base model's value, averaged with
+  weights 1 and ``weight`` (``--reward-weight``).
 * ``multiscale``: the mean square of the residual average-pooled by 1, 2, 4, ... (down to
   four points per axis), each scale divided by the base model's value, averaged: every
   dyadic scale of the residual counts alike. Needs nothing from the PDE but its residual.
@@ -117,7 +118,8 @@ class Reward:
     """The fine-tuning loss of model-space samples: the mean over the reward's terms of
     each term divided by its scale (its value on the base model's samples, once
     :meth:`calibrate` has run; 1 before). Per sample, ``(B,)``; differentiable. Arguments
-    as :func:`reward_terms`'s."""
+    as :func:`reward_terms`'s; ``weight`` weighs the preconditioned term of ``mixed``
+    against the residual term (the loss is their weighted mean)."""
 
     def __init__(
         self,
@@ -128,6 +130,7 @@ class Reward:
         norm: Norm = "mse",
         dtype: torch.dtype = torch.float32,
         snap: bool = False,
+        weight: float = 1.0,
     ) -> None:
         if reward not in REWARDS:
             raise PirfError(
@@ -140,7 +143,10 @@ class Reward:
                 "lacks; use residual or multiscale"
             )
         self.pde, self.normalisation = pde, normalisation
+        if not (weight > 0 and math.isfinite(weight)):
+            raise PirfError(f"{option('reward_weight')} must be positive, got {weight}")
         self.reward, self.norm, self.dtype, self.snap = reward, norm, dtype, snap
+        self.weight = float(weight)
         self.scales: dict[str, float] | None = None
 
     def terms(self, samples: torch.Tensor, dtype: torch.dtype | None = None) -> dict:
@@ -174,8 +180,11 @@ class Reward:
     def __call__(self, samples: torch.Tensor) -> torch.Tensor:
         terms = self.terms(samples)
         scales = self.scales or {}
-        total = sum(values / scales.get(name, 1.0) for name, values in terms.items())
-        return total / len(terms)
+        weights = {name: self.weight if name == "preconditioned" else 1.0 for name in terms}
+        total = sum(
+            weights[name] * values / scales.get(name, 1.0) for name, values in terms.items()
+        )
+        return total / sum(weights.values())
 
 
 def residual_loss(

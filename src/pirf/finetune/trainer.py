@@ -127,7 +127,12 @@ class PIRFTrainer:
             if pde is None or normalisation is None:
                 raise PirfError("give a PDE and its normalisation, or a loss function")
             self.reward = Reward(
-                pde, normalisation, reward=config.reward, norm=config.norm, snap=config.reward_snap
+                pde,
+                normalisation,
+                reward=config.reward,
+                norm=config.norm,
+                snap=config.reward_snap,
+                weight=config.reward_weight,
             )
             loss_fn = self.reward
         if config.batch % world:
