@@ -76,7 +76,7 @@ def saved_bytes(config_kwargs: dict, ckpt: str, device: str) -> int:
     from pirf.sampling.from_checkpoint import load_model
 
     model = load_model(ckpt, device=device)
-    config = FinetuneConfig(**config_kwargs)
+    config = FinetuneConfig.of(**config_kwargs)
     trainer = PIRFTrainer(
         model.denoiser.float(),
         config,
@@ -117,7 +117,7 @@ def speed(args: argparse.Namespace, name: str) -> dict:
     changes.pop("lr_factor", None)
     torch.manual_seed(0)
     model = preset_denoiser(args.preset, channels=2, resolution=args.resolution)
-    config = FinetuneConfig(batch=args.batch, sampler_steps=args.steps, iters=10**6, **changes)
+    config = FinetuneConfig.of(batch=args.batch, steps=args.steps, iters=10**6, **changes)
     trainer = PIRFTrainer(
         model,
         config,
@@ -170,16 +170,16 @@ def child(args: argparse.Namespace) -> None:
         "eval_every": 0,
         "eval_n": args.eval_n,
         "eval_steps": (args.steps,),
-        "sampler_steps": args.steps,
-        "fidelity_band": None,
-        "drift_guard": None,
+        "steps": args.steps,
+        "fidelity_band": 0,
+        "drift_guard": 0,
         "progress": False,
         "figures": False,
         "checkpoint_every": 10**9,
         **changes,
     }
     with tempfile.TemporaryDirectory() as folder:
-        summary = finetune(FinetuneConfig(out=Path(folder) / "run", **common))
+        summary = finetune(FinetuneConfig.of(out=Path(folder) / "run", **common))
     saved = None
     if args.device == "cpu":
         saved = saved_bytes({**common, "ckpt": None, "reference": None}, args.ckpt, args.device)

@@ -66,8 +66,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     base = load_model(args.ckpt, device="cpu")
-    config = FinetuneConfig(
-        sampler_steps=args.steps,
+    config = FinetuneConfig.of(
+        steps=args.steps,
         truncation=args.truncation,
         lr=args.lr,
         batch=args.batch,

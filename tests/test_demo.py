@@ -19,9 +19,9 @@ def test_shipped_base_model_is_a_complete_tiny_poisson_checkpoint():
 
 def test_demo_json_has_the_promised_keys(tmp_path, capsys, monkeypatch):
     # The real recipe takes minutes; two iterations and tiny evaluations exercise every stage.
-    monkeypatch.setitem(demo_module.RECIPE, "eval_n", 8)
-    monkeypatch.setitem(demo_module.RECIPE, "eval_every", 0)
-    monkeypatch.setitem(demo_module.RECIPE, "batch", 2)
+    monkeypatch.setitem(demo_module.RUN, "eval_n", 8)
+    monkeypatch.setitem(demo_module.RUN, "eval_every", 0)
+    monkeypatch.setitem(demo_module.RUN, "batch", 2)
     code = main(["demo", "--out-dir", str(tmp_path), "--iters", "2", "--n-eval", "8", "--json"])
     assert code == 0
     payload = json.loads(capsys.readouterr().out)

@@ -39,7 +39,7 @@ def test_help_names_the_options(capsys):
         (("--truncation", "0"), "--truncation must be positive"),
         (("--ckpt", "missing"), "no such checkpoint directory"),
         (("--random-steps", "a,b"), "--random-steps expects comma-separated integers"),
-        (("--eval-steps", ""), "--eval-steps expects positive step counts"),
+        (("--eval-steps", ""), "--eval-steps expects positive integers"),
     ],
 )
 def test_bad_inputs_are_one_line_errors(base, tmp_path, capsys, change, message):
@@ -56,7 +56,7 @@ def test_bad_inputs_are_one_line_errors(base, tmp_path, capsys, change, message)
 def test_json_summary_of_a_tiny_run(base, tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, _ = run(capsys, "--ckpt", base, "--out", out, "--iters", 2, "--batch", 4,
-                          "--sampler-steps", 4, "--eval-steps", "4", "--eval-n", 4,
+                          "--steps", 4, "--eval-steps", "4", "--eval-n", 4,
                           "--eval-every", 0, "--device", "cpu", "--no-figures",
                           "--json")  # fmt: skip
     assert code == 0 and stdout.count("\n") == 1
@@ -68,7 +68,7 @@ def test_json_summary_of_a_tiny_run(base, tmp_path, capsys):
     assert summary["residual_ratio"]["4"] == pytest.approx(
         summary["base"]["residual_mse"]["4"] / summary["final"]["residual_mse"]["4"], rel=1e-12
     )
-    assert summary["config"]["sampler_steps"] == 4 and summary["config"]["trainable"] == "top"
+    assert summary["config"]["steps"] == 4 and summary["config"]["trainable"] == "top"
     assert (out / "checkpoint" / "checkpoint.json").is_file()
 
 
@@ -87,9 +87,9 @@ def test_recipe_fills_in_per_pde_and_for_lora():
 @pytest.mark.parametrize(
     ("extra", "truncation", "lr"),
     [
-        (("--sampler-steps", "6"), 5, 1e-3),
-        (("--sampler-steps", "4"), 4, 1e-3),
-        (("--sampler-steps", "6", "--truncation", "2", "--lr", "2e-4"), 2, 2e-4),
+        (("--steps", "6"), 5, 1e-3),
+        (("--steps", "4"), 4, 1e-3),
+        (("--steps", "6", "--truncation", "2", "--lr", "2e-4"), 2, 2e-4),
     ],
 )
 def test_lora_takes_its_recipe_unless_told_otherwise(base, tmp_path, capsys, extra, truncation, lr):
@@ -115,7 +115,7 @@ def _tree(root):
 def test_resuming_a_finished_run_leaves_it_untouched(base, tmp_path, capsys):
     out = tmp_path / "run"
     common = ("--ckpt", base, "--out", out, "--device", "cpu", "--no-figures")
-    code, _, _ = run(capsys, *common, "--iters", 2, "--batch", 2, "--sampler-steps", 4,
+    code, _, _ = run(capsys, *common, "--iters", 2, "--batch", 2, "--steps", 4,
                      "--eval-steps", "4", "--eval-n", 4, "--eval-every", 0)  # fmt: skip
     assert code == 0
     before = _tree(out)
@@ -137,6 +137,6 @@ def test_api_errors_name_the_api_arguments(base, tmp_path):
     from pirf.finetune import FinetuneConfig, finetune
 
     with pytest.raises(PirfError, match=r"start the run without resume=True$"):
-        finetune(FinetuneConfig(ckpt=base, out=tmp_path / "none", resume=True))
+        finetune(FinetuneConfig.of(ckpt=base, out=tmp_path / "none", resume=True))
     with pytest.raises(PirfError, match=r"^unknown mode 'drift'"):
-        finetune(FinetuneConfig(ckpt=base, out=tmp_path / "x", mode="drift"))
+        finetune(FinetuneConfig.of(ckpt=base, out=tmp_path / "x", mode="drift"))

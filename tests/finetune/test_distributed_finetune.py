@@ -25,12 +25,12 @@ def _free_port() -> int:
 
 
 def _config(base: Path, out: Path) -> FinetuneConfig:
-    return FinetuneConfig(
+    return FinetuneConfig.of(
         ckpt=base,
         out=out,
         iters=3,
         batch=4,
-        sampler_steps=6,
+        steps=6,
         eval_steps=(6,),
         eval_n=8,
         eval_every=0,

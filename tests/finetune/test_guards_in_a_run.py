@@ -37,7 +37,7 @@ def test_a_diverging_run_is_stopped_by_the_drift_guard(base, tmp_path, monkeypat
             tmp_path / "run",
             iters=200,
             eval_every=10,
-            fidelity_band=None,
+            fidelity_band=0,
             drift_guard=1.5,
         )
     )
@@ -61,7 +61,7 @@ def test_the_fidelity_guard_stops_a_run_whose_samples_leave_the_band(base, tmp_p
             warmup=0,
             eval_every=2,
             fidelity_band=1.0001,
-            drift_guard=None,
+            drift_guard=0,
             weight_reg=0.0,
         )
     )

@@ -8,7 +8,7 @@ import torch
 
 from pirf.errors import PirfError
 from pirf.finetune import FinetuneConfig, finetune
-from pirf.finetune.config import validate
+from pirf.finetune.config import resolve
 from pirf.finetune.pool import StatePool
 from pirf.models import load_checkpoint
 from pirf.training import weights_fingerprint
@@ -72,7 +72,7 @@ def test_pool_draws_are_keyed_by_seed_and_iteration_and_survive_a_round_trip():
 )
 def test_bad_pool_settings_are_refused(base, tmp_path, changes, message):
     with pytest.raises(PirfError, match=message):
-        validate(config(base, tmp_path / "run", **changes))
+        resolve(config(base, tmp_path / "run", **changes))
 
 
 def test_pooled_run_makes_fewer_starts_and_resumes_bitwise(base, tmp_path):
@@ -84,8 +84,8 @@ def test_pooled_run_makes_fewer_starts_and_resumes_bitwise(base, tmp_path):
     assert plain["window_starts"] == 6 * 4
     first = finetune(config(base, tmp_path / "b", stop_at=4, **pooled))
     assert not first["completed"]
-    resumed = finetune(FinetuneConfig(ckpt=base, out=tmp_path / "b", resume=True, given=(),
-                                      **BOOKKEEPING))  # fmt: skip
+    resumed = finetune(FinetuneConfig.of(ckpt=base, out=tmp_path / "b", resume=True,
+                                         **BOOKKEEPING))  # fmt: skip
     assert resumed["completed"] and resumed["window_starts"] == straight["window_starts"]
     a, b = (
         load_checkpoint(tmp_path / "a" / "checkpoint"),

@@ -53,7 +53,7 @@ def config(ckpt: Path, out: Path, **changes: Any) -> FinetuneConfig:
     settings: dict[str, Any] = {
         "iters": 6,
         "batch": 4,
-        "sampler_steps": 6,
+        "steps": 6,
         "eval_steps": (6,),
         "eval_n": 8,
         "lr": 1e-3,
@@ -61,7 +61,7 @@ def config(ckpt: Path, out: Path, **changes: Any) -> FinetuneConfig:
         **BOOKKEEPING,
     }
     settings.update(changes)
-    return FinetuneConfig(ckpt=ckpt, out=out, **settings)
+    return FinetuneConfig.of(ckpt=ckpt, out=out, **settings)
 
 
 def run(ckpt: Path, out: Path, **changes: Any) -> dict[str, Any]:
@@ -108,7 +108,7 @@ def test_resumed_run_is_bitwise_the_uninterrupted_one(base, straight, tmp_path, 
     # EMA, evaluation budgets, iterations all come from the stored run (the defaults, e.g.
     # 20 sampler steps and trainable 'top', would give other numbers).
     torch.manual_seed(99)  # the resumed run must not depend on the global generator
-    resumed = finetune(FinetuneConfig(ckpt=base, out=out_b, resume=True, given=(), **BOOKKEEPING))
+    resumed = finetune(FinetuneConfig.of(ckpt=base, out=out_b, resume=True, **BOOKKEEPING))
     assert resumed["completed"] and resumed["start_iteration"] == 4
     assert resumed["iterations"] == 6 and resumed["trainable"] == trainable
 
@@ -138,7 +138,7 @@ def test_output_checkpoint_samples_unchanged_and_only_the_top_moved(base, straig
     assert model.pde.name == "poisson" and model.checkpoint.info.resolution == (8, 8)
     training = json.loads((out / "checkpoint" / "checkpoint.json").read_text())["training"]
     assert training["trainable"] == "top" and training["truncation"] == 2
-    assert training["sampler_steps"] == 6 and training["iters"] == 6
+    assert training["steps"] == 6 and training["iters"] == 6
 
     start = load_checkpoint(base).ema
     tuned = load_checkpoint(out / "checkpoint")
@@ -197,7 +197,7 @@ def test_resume_refuses_another_trajectory_or_base(base, tmp_path):
     out = tmp_path / "run"
     run(base, out, stop_at=2)
     with pytest.raises(PirfError, match=r"resume=True: lr is 0.002 but the run .* made with 0.001"):
-        finetune(config(base, out, resume=True, lr=2e-3, given=("lr",)))
+        finetune(config(base, out, resume=True, lr=2e-3))
     # the same weights, but recorded as another training run (other seed): another base
     other = tmp_path / "other-base"
     shutil.copytree(base, other)
@@ -205,11 +205,11 @@ def test_resume_refuses_another_trajectory_or_base(base, tmp_path):
     info["training"]["seed"] = info["training"].get("seed", 0) + 1
     (other / "checkpoint.json").write_text(json.dumps(info))
     with pytest.raises(PirfError, match="is not the base checkpoint the run started from"):
-        finetune(config(other, out, resume=True, given=()))
+        finetune(config(other, out, resume=True))
     # the refusals changed nothing: a byte-identical copy of the base, elsewhere, resumes
     copy = tmp_path / "copy-base"
     shutil.copytree(base, copy)
-    summary = finetune(config(copy, out, resume=True, given=("iters",), iters=3))
+    summary = finetune(config(copy, out, resume=True, iters=3))
     assert summary["start_iteration"] == 2 and summary["iterations"] == 3
     assert summary["config"]["lr"] == 1e-3
 

@@ -26,7 +26,7 @@ def settings(**changes: Any) -> FinetuneConfig:
     values: dict[str, Any] = {
         "ckpt": ".",
         "out": ".",
-        "sampler_steps": 4,
+        "steps": 4,
         "truncation": 2,
         "batch": 4,
         "lr": 1e-3,
@@ -34,7 +34,7 @@ def settings(**changes: Any) -> FinetuneConfig:
         "iters": 10,
     }
     values.update(changes)
-    return FinetuneConfig(**values)
+    return FinetuneConfig.of(**values)
 
 
 def trainer(loss_fn=None, *, model: nn.Module | None = None, **changes: Any) -> PIRFTrainer:

@@ -42,10 +42,11 @@ from pirf.evaluation import evaluate_fields
 from pirf.evaluation.band import DEFAULT_BAND, Fidelity, FidelityBand
 from pirf.evaluation.protocol import headline
 from pirf.finetune import FinetuneConfig, finetune
-from pirf.finetune.config import recipe
+from pirf.finetune.config import resolve
 from pirf.models import load_checkpoint
 from pirf.sampling import SamplingResult, generate
 from pirf.sampling.from_checkpoint import load_model
+from pirf.settings import with_values
 from pirf.training import rundir
 
 VALIDATION_SEED = 2
@@ -444,36 +445,39 @@ class PIRF(Method):
     def stages(self, ctx: Context) -> list[Stage]:
         out = self._run(ctx)
         iters = max(1, ctx.preset.tune_iters // self.iteration_divisor)
-        config = configure(
-            FinetuneConfig,
-            self.name,
-            ckpt=ctx.base,
-            out=out,
-            reference=ctx.val,
-            eval_steps=(ctx.sweep_steps,),
-            eval_seed=VALIDATION_SEED,
-            device=ctx.device,
-            progress=ctx.progress,
-            **{
-                **recipe(ctx.pde_name),
-                "iters": iters,
-                "batch": ctx.preset.tune_batch,
-                "eval_every": max(1, iters // 3),
-                # The guard and the best checkpoint compare biased MMDs, whose ratios
-                # shrink toward 1 on few samples: judge the run on as many (validation)
-                # samples as the report's test evaluation uses.
-                "eval_n": ctx.preset.n_eval,
-                **self.changes,
-                **ctx.option(self.name),
-            },
-        )
+        given = {
+            "ckpt": ctx.base,
+            "out": out,
+            "reference": ctx.val,
+            "eval_steps": (ctx.sweep_steps,),
+            "eval_seed": VALIDATION_SEED,
+            "device": ctx.device,
+            "progress": ctx.progress,
+            "iters": iters,
+            "batch": ctx.preset.tune_batch,
+            "eval_every": max(1, iters // 3),
+            # The guard and the best checkpoint compare biased MMDs, whose ratios shrink
+            # toward 1 on few samples: judge the run on as many (validation) samples as
+            # the report's test evaluation uses.
+            "eval_n": ctx.preset.n_eval,
+            **self.changes,
+            **ctx.option(self.name),
+        }
+        try:
+            config = FinetuneConfig.of(**given)
+        except PirfError as error:
+            flag = option("method_options", flag="--method-option")
+            raise PirfError(f"{flag} {self.name}: {error}") from None
+        # The recipe of the PDE, as every fine-tuning run resolves it (labels need it now).
+        resolved = resolve(config, pde=ctx.pde_name)
 
         def run() -> None:
-            config.resume = rundir.latest_checkpoint(out) is not None
-            finetune(config)
+            resume = rundir.latest_checkpoint(out) is not None
+            finetune(with_values(config, {"resume": resume}))
 
-        steps = f"K={config.truncation}" if config.mode != "full" else "all steps"
-        label = f"pirf: fine-tune ({config.mode}, {steps}, {config.trainable} layers)"
+        trajectory = resolved.trajectory
+        steps = f"K={trajectory.truncation}" if trajectory.mode != "full" else "all steps"
+        label = f"pirf: fine-tune ({trajectory.mode}, {steps}, {resolved.layers.trainable} layers)"
         return [Stage(label, out / "summary.json", run)]
 
     def checkpoint(self, ctx: Context) -> Path:

@@ -31,7 +31,13 @@ ThreadsOpt = Annotated[
         "--threads",
         help="CPU threads; default: one per core that other work leaves free "
         "(OMP_NUM_THREADS if set).",
+        metavar="INT",
     ),
+]
+
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on stdout.", metavar="")
 ]
 
 

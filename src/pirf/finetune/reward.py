@@ -38,13 +38,12 @@ import torch
 import torch.nn.functional as F
 
 from pirf.errors import PirfError, option
+from pirf.finetune.config import NORMS, REWARDS
 from pirf.pdes.base import PDE
 from pirf.pdes.darcy import COEFFICIENT_FLOOR
 from pirf.pdes.normalisation import Normalisation
 
 Norm = Literal["mse", "mae"]
-NORMS: tuple[str, ...] = ("mse", "mae")
-REWARDS: tuple[str, ...] = ("residual", "preconditioned", "mixed", "multiscale")
 MULTISCALE_MIN_POINTS = 4
 """The coarsest scale of the multiscale reward keeps at least this many points per axis."""
 

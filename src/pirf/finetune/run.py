@@ -35,7 +35,13 @@ import pirf.data
 import pirf.pdes
 from pirf.errors import PirfError, option
 from pirf.evaluation import PreparedReference, prepare_reference
-from pirf.finetune.config import FinetuneConfig, check_resume, from_stored, validate
+from pirf.finetune.config import (
+    FinetuneConfig,
+    check_paths,
+    record,
+    resolve,
+    stored_settings,
+)
 from pirf.finetune.figures import save_curves
 from pirf.finetune.monitor import (
     FIDELITY_METRIC,
@@ -60,7 +66,7 @@ FIGURE_SAMPLES = 4
 
 
 def _base_model(config: FinetuneConfig, device: torch.device) -> tuple[Checkpoint, EDMDenoiser]:
-    base = load_checkpoint(config.ckpt, device=device, optimizer=False, bf16=config.bf16)
+    base = load_checkpoint(config.ckpt, device=device, optimizer=False, bf16=config.trajectory.bf16)
     info = base.info
     if info.pde is None or info.normalisation is None or info.resolution is None:
         raise PirfError(
@@ -72,8 +78,8 @@ def _base_model(config: FinetuneConfig, device: torch.device) -> tuple[Checkpoin
 
 
 def _reference_path(config: FinetuneConfig, base: Checkpoint) -> Path | None:
-    if config.reference is not None:
-        return Path(config.reference)
+    if config.evaluation.reference is not None:
+        return Path(config.evaluation.reference)
     recorded = base.info.extra.get("data", {}).get("path")
     return Path(recorded) if recorded and Path(recorded).is_file() else None
 
@@ -113,21 +119,20 @@ class _Run:
     def __init__(self, config: FinetuneConfig, context: distributed.DistContext) -> None:
         self.context = context
         self.device = context.device
-        self.out = Path(config.out)
-        resume_from = rundir.prepare(self.out, resume=config.resume, create=context.is_main)
+        self.out = Path(config.run.out)
+        resume_from = rundir.prepare(self.out, resume=config.run.resume, create=context.is_main)
         distributed.barrier(context)
         self.resumed: Checkpoint | None = None
         if resume_from is not None:
-            stored = read_checkpoint_info(resume_from).training
-            check_resume(config, stored)
-            config = from_stored(config, stored)
-            validate(config)
             done = read_checkpoint_info(resume_from).counters.get("iteration", 0)
-            if config.iters < done:
+            if config.optimiser.iters < done:
                 raise PirfError(
-                    f"{option('iters')} {config.iters} is below the {done} iterations done"
+                    f"{option('iters')} {config.optimiser.iters} is below the {done} "
+                    "iterations done"
                 )
-            self.resumed = load_checkpoint(resume_from, device=self.device, bf16=config.bf16)
+            self.resumed = load_checkpoint(
+                resume_from, device=self.device, bf16=config.trajectory.bf16
+            )
         self.config = config
         self.base, start_model = _base_model(config, self.device)
         info = self.base.info
@@ -149,11 +154,12 @@ class _Run:
             world=context.world,
         )
         self.eval_precision = Precision(
-            bf16=config.bf16 and self.device.type == "cuda", fp32_steps=config.fp32_steps
+            bf16=config.trajectory.bf16 and self.device.type == "cuda",
+            fp32_steps=config.trajectory.fp32_steps,
         )
         self.counters: dict[str, Any] = {"iteration": 0, "trajectories": 0, "seconds": 0.0}
         self.state: dict[str, Any] = {"base": None, "best": None, "stopped": None}
-        self.drift = DriftGuard(config.drift_guard)
+        self.drift = DriftGuard(config.evaluation.drift_guard or None)
         if self.resumed is not None:
             self._restore(self.resumed)
 
@@ -187,7 +193,7 @@ class _Run:
             pde=self.base.info.pde,
             normalisation=self.normalisation,
             resolution=self.base.info.resolution,
-            training={**self.config.trajectory(), "iters": self.config.iters},
+            training=record(self.config),
             counters=self.counters,
             extra={
                 **self.base.info.extra,
@@ -210,17 +216,16 @@ class _Run:
         """Evaluate ``model`` at the fixed seeds; ``progress`` (the bar) shows each budget."""
         cfg = self.config
         if progress is not None:
-            progress.message(
-                f"evaluating: {cfg.eval_n} samples at {', '.join(map(str, cfg.eval_steps))} steps"
-            )
+            budgets = ", ".join(map(str, cfg.evaluation.eval_steps))
+            progress.message(f"evaluating: {cfg.evaluation.eval_n} samples at {budgets} steps")
         return evaluate_model(
             model,
             self.pde,
             self.normalisation,
             self.shape,
-            steps=cfg.eval_steps,
-            n=cfg.eval_n,
-            seed=cfg.eval_seed,
+            steps=cfg.evaluation.eval_steps,
+            n=cfg.evaluation.eval_n,
+            seed=cfg.evaluation.eval_seed,
             device=self.device,
             precision=self.eval_precision,
             reference=self.reference,
@@ -232,23 +237,23 @@ class _Run:
         cfg = self.config
         evaluation = self._evaluate(self.trainer.ema, progress)
         samples = evaluation.samples
-        if cfg.random_steps or cfg.sampler_steps != cfg.eval_steps[0]:
+        if cfg.trajectory.random_steps or cfg.trajectory.steps != cfg.evaluation.eval_steps[0]:
             samples = generate(
                 self.trainer.ema,
-                cfg.eval_n,
+                cfg.evaluation.eval_n,
                 self.shape,
-                cfg.eval_seed,
-                steps=cfg.sampler_steps,
+                cfg.evaluation.eval_seed,
+                steps=cfg.trajectory.steps,
                 device=self.device,
                 precision=self.eval_precision,
             ).samples
-        scales = self.trainer.calibrate(samples) if cfg.normalise_reward else None
+        scales = self.trainer.calibrate(samples) if cfg.objective.normalise_reward else None
         self.state["base"] = {**evaluation.record(), "reward_scales": scales}
         # The base model is the first candidate for best/: a run that never improves on it
         # leaves the base weights there, never a worse fine-tuned model.
         self.state["best"] = {
             "iteration": 0,
-            "residual_mse": evaluation.residual[cfg.eval_steps[0]],
+            "residual_mse": evaluation.residual[cfg.evaluation.eval_steps[0]],
             FIDELITY_METRIC: evaluation.fidelity.get(FIDELITY_METRIC),
         }
         if self.context.is_main:
@@ -262,10 +267,10 @@ class _Run:
         """Log, keep the best checkpoint, draw the samples; returns a guard's reason to stop."""
         cfg = self.config
         base = self.state["base"]
-        budget = str(cfg.eval_steps[0])
-        value = evaluation.residual[cfg.eval_steps[0]]
+        budget = str(cfg.evaluation.eval_steps[0])
+        value = evaluation.residual[cfg.evaluation.eval_steps[0]]
         fidelity = evaluation.fidelity.get(FIDELITY_METRIC)
-        guard = FidelityGuard(cfg.fidelity_band, base["fidelity"])
+        guard = FidelityGuard(cfg.evaluation.fidelity_band or None, base["fidelity"])
         best = self.state["best"]
         improved = guard.inside(evaluation.fidelity) and (
             best is None or value < best["residual_mse"]
@@ -288,7 +293,7 @@ class _Run:
         if diversity is not None and guard.base.get("diversity") is not None:
             message += f", diversity {diversity:.3g} (base {guard.base['diversity']:.3g})"
         progress.message(message + (", best" if improved else ""))
-        if cfg.figures and self.context.is_main:
+        if cfg.run.figures and self.context.is_main:
             fields = self.normalisation.to_physical(evaluation.samples[:FIGURE_SAMPLES].double())
             fields = self.pde.snap(fields)
             save_preview(
@@ -296,7 +301,7 @@ class _Run:
                 fields,
                 self.pde.residual(fields),
                 channels=tuple(self.pde.channels),
-                title=f"PIRF iteration {iteration}: {cfg.eval_steps[0]} Heun steps "
+                title=f"PIRF iteration {iteration}: {cfg.evaluation.eval_steps[0]} Heun steps "
                 f"(residual {value:.3g}, base {base['residual_mse'][budget]:.3g})",
             )
         return guard.check(evaluation.fidelity)
@@ -330,11 +335,15 @@ class _Run:
         cfg = self.config
         main = self.context.is_main
         start = int(self.counters["iteration"])
-        end = min(cfg.iters, cfg.stop_at) if cfg.stop_at is not None else cfg.iters
+        end = (
+            min(cfg.optimiser.iters, cfg.run.stop_at)
+            if cfg.run.stop_at is not None
+            else cfg.optimiser.iters
+        )
         end = max(end, start)
         metrics = None
         if main:
-            resume_from = start if cfg.resume else None
+            resume_from = start if cfg.run.resume else None
             metrics = MetricsLog(self.out / rundir.METRICS, resume_from=resume_from)
         began = time.perf_counter()
         seconds_before = float(self.counters.get("seconds", 0.0))
@@ -346,7 +355,10 @@ class _Run:
         stopped = self.state.get("stopped")
         last_eval: Evaluation | None = None
         with TrainingProgress(
-            enabled=cfg.progress and main, start=start, total=cfg.iters, label="finetune"
+            enabled=cfg.run.progress and main,
+            start=start,
+            total=cfg.optimiser.iters,
+            label="finetune",
         ) as bar:
             if self.state["base"] is None:
                 bar.message("the base model first (the reference point of the run):")
@@ -362,20 +374,20 @@ class _Run:
                     totals[key] += int(getattr(stats, key))
                 self.counters = {
                     "iteration": iteration,
-                    "trajectories": iteration * cfg.batch,
+                    "trajectories": iteration * cfg.optimiser.batch,
                     "window_starts": self.counters.get("window_starts", 0)
                     + stats.starts * self.context.world,
                     "seconds": seconds_before + time.perf_counter() - began,
                 }
                 bar.update(iteration, sum(s.reward_loss for s in interval) / len(interval))
                 stopped = self.drift.update(stats.reward_loss)
-                if iteration % cfg.log_every == 0 or iteration == end or stopped:
+                if iteration % cfg.run.log_every == 0 or iteration == end or stopped:
                     self._log(metrics, interval)
                     interval = []
-                due = cfg.eval_every and iteration % cfg.eval_every == 0
+                due = cfg.evaluation.eval_every and iteration % cfg.evaluation.eval_every == 0
                 # An invocation cut short by --stop-at evaluates only where the
                 # uninterrupted run would, so resuming changes no choice of the best.
-                if due or iteration == cfg.iters or stopped:
+                if due or iteration == cfg.optimiser.iters or stopped:
                     last_eval = self._evaluate(self.trainer.ema, bar)
                     if metrics is not None:
                         metrics.append(
@@ -386,19 +398,19 @@ class _Run:
                 if stopped:
                     self.state["stopped"] = {"iteration": iteration, "reason": stopped}
                     bar.message(f"stopped: {stopped}")
-                due = iteration % cfg.checkpoint_every == 0 or iteration == end or stopped
+                due = iteration % cfg.run.checkpoint_every == 0 or iteration == end or stopped
                 if due and main:
                     path = self.out / rundir.PERIODIC / rundir.periodic_name(iteration)
                     self._save(path, periodic=True)
-                    rundir.prune(self.out, cfg.keep_checkpoints)
-            completed = iteration >= cfg.iters or stopped is not None
+                    rundir.prune(self.out, cfg.run.keep_checkpoints)
+            completed = iteration >= cfg.optimiser.iters or stopped is not None
             if completed and main:
                 self._save(self.out / rundir.FINAL, periodic=False)
         elapsed = time.perf_counter() - began
         self.counters["seconds"] = seconds_before + elapsed
         summary = self._summary(start, elapsed, completed, step_seconds, totals, last_eval)
         if main:
-            if cfg.figures:
+            if cfg.run.figures:
                 summary["figures"] = save_curves(
                     self.out / rundir.FIGURES, read_metrics(self.out / rundir.METRICS), summary
                 )
@@ -417,7 +429,7 @@ class _Run:
         cfg = self.config
         base = self.state["base"]
         final = last.record() if last is not None else None
-        budget = str(cfg.eval_steps[0])
+        budget = str(cfg.evaluation.eval_steps[0])
         ratios = {}
         if final is not None:
             for key, value in final["residual_mse"].items():
@@ -434,20 +446,20 @@ class _Run:
             "stopped": self.state.get("stopped"),
             "start_iteration": start,
             "iterations": int(self.counters["iteration"]),
-            "target_iterations": cfg.iters,
+            "target_iterations": cfg.optimiser.iters,
             "seconds": elapsed,
             "total_seconds": float(self.counters["seconds"]),
             "seconds_per_iteration": median,
-            "trajectories_per_s": cfg.batch / median if median else None,
+            "trajectories_per_s": cfg.optimiser.batch / median if median else None,
             "window_starts": int(self.counters.get("window_starts", 0)),
             **_peak_memory(self.device),
-            "trainable": cfg.trainable,
+            "trainable": cfg.layers.trainable,
             "trainable_parameters": self.trainer.parameter_count,
             "parameters": sum(p.numel() for p in self.plain.parameters()),
-            "mode": cfg.mode,
-            "truncation": cfg.truncation,
-            "sampler_steps": cfg.sampler_steps,
-            "reward": cfg.reward,
+            "mode": cfg.trajectory.mode,
+            "truncation": cfg.trajectory.truncation,
+            "steps": cfg.trajectory.steps,
+            "reward": cfg.objective.reward,
             "reward_scales": None if self.trainer.reward is None else self.trainer.reward.scales,
             "eval_budget": int(budget),
             "base": base,
@@ -462,8 +474,22 @@ class _Run:
             "world_size": self.context.world,
             "rank": self.context.rank,
             "metrics": str(self.out / rundir.METRICS),
-            "config": cfg.to_json(),
+            "config": record(cfg),
         }
+
+
+def prepare(config: FinetuneConfig) -> FinetuneConfig:
+    """The run's resolved configuration (:func:`pirf.finetune.config.resolve`): the base
+    checkpoint's PDE picks the recipe, and a resumed run's stored settings come before it.
+    Reads only the checkpoints' JSON; checks every setting and path first."""
+    check_paths(config)
+    pde = read_checkpoint_info(config.ckpt).pde_name
+    stored = None
+    if config.run.resume:
+        latest = rundir.latest_checkpoint(Path(config.run.out))
+        if latest is not None:
+            stored = stored_settings(read_checkpoint_info(latest).training)
+    return resolve(config, pde=pde, stored=stored)
 
 
 def finetune(config: FinetuneConfig) -> dict[str, Any]:
@@ -472,13 +498,13 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
     The caller's random-number state is left as it was. Resuming a run that is already
     complete changes nothing: the stored summary comes back with ``"already_complete":
     True`` and a ``"message"``."""
-    validate(config)
-    if config.resume:
-        given = config.given is None or "iters" in config.given
-        finished = rundir.finished_run(Path(config.out), config.iters if given else None)
+    requested_iters = config.optimiser.iters
+    config = prepare(config)
+    if config.run.resume:
+        finished = rundir.finished_run(Path(config.run.out), requested_iters)
         if finished is not None:
             return finished.result()
-    context = distributed.setup(config.device)
+    context = distributed.setup(config.run.device)
     try:
         devices = [context.device.index or 0] if context.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
@@ -487,4 +513,4 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
         distributed.shutdown(context)
 
 
-__all__ = ["BEST", "finetune"]
+__all__ = ["BEST", "finetune", "prepare"]

@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from pirf.errors import PirfError, option
-from pirf.finetune.config import FinetuneConfig
+from pirf.finetune.config import FinetuneConfig, resolve
 from pirf.finetune.lora import attach_lora, load_lora_factors, lora_factors, merged_state
 from pirf.finetune.pool import StatePool
 from pirf.finetune.regularisers import distillation_regulariser
@@ -122,6 +122,7 @@ class PIRFTrainer:
         world: int = 1,
         top_prefixes: list[str] | None = None,
     ) -> None:
+        config = resolve(config, pde=None if pde is None else pde.name)
         self.reward: Reward | None = None
         if loss_fn is None:
             if pde is None or normalisation is None:
@@ -129,15 +130,15 @@ class PIRFTrainer:
             self.reward = Reward(
                 pde,
                 normalisation,
-                reward=config.reward,
-                norm=config.norm,
-                snap=config.reward_snap,
-                weight=config.reward_weight,
+                reward=config.objective.reward,
+                norm=config.objective.norm,
+                snap=config.objective.reward_snap,
+                weight=config.objective.reward_weight,
             )
             loss_fn = self.reward
-        if config.batch % world:
+        if config.optimiser.batch % world:
             raise PirfError(
-                f"{option('batch')} {config.batch} is not divisible by {world} processes"
+                f"{option('batch')} {config.optimiser.batch} is not divisible by {world} processes"
             )
         self.config = config
         self.shape = tuple(int(s) for s in shape)
@@ -152,45 +153,48 @@ class PIRFTrainer:
         self._float64 = any(p.dtype == torch.float64 for p in self.model.parameters())
         self.pretrained = {k: v.clone() for k, v in merged_state(self.model).items()}
         self.frozen = None
-        if config.distill_reg > 0:
+        if config.objective.distill_reg > 0:
             self.frozen = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.named_trainable = self._select(top_prefixes)
         self.trainable = [p for _, p in self.named_trainable]
-        self.optimizer = torch.optim.Adam(self.trainable, lr=config.lr, betas=ADAM_BETAS)
+        self.optimizer = torch.optim.Adam(self.trainable, lr=config.optimiser.lr, betas=ADAM_BETAS)
         self.precision = Precision(
-            bf16=config.bf16 and self.device.type == "cuda", fp32_steps=config.fp32_steps
+            bf16=config.trajectory.bf16 and self.device.type == "cuda",
+            fp32_steps=config.trajectory.fp32_steps,
         )
         # The steps without gradient are most of an iteration; a compiled view of the same
         # module (weights shared, so always current) runs them when asked.
-        self.fast = torch.compile(self.model) if config.compile else None
+        self.fast = torch.compile(self.model) if config.trajectory.compile else None
         self.pool: StatePool | None = None
-        if config.pool:
-            share = config.batch // world
-            refresh = config.pool_refresh or max(1, share // 4)
-            self.pool = StatePool(config.pool, refresh, self.shape, seed=config.seed, rank=rank)
+        if config.trajectory.pool:
+            share = config.optimiser.batch // world
+            refresh = config.trajectory.pool_refresh or max(1, share // 4)
+            self.pool = StatePool(
+                config.trajectory.pool, refresh, self.shape, seed=config.optimiser.seed, rank=rank
+            )
 
     # ------------------------------------------------------------------------- set-up
     def _select(self, prefixes: list[str] | None) -> list[tuple[str, nn.Parameter]]:
         cfg = self.config
-        if cfg.trainable == "lora":
+        if cfg.layers.trainable == "lora":
             for parameter in self.model.parameters():
                 parameter.requires_grad_(False)
             # The factors' random start is part of the run: drawn from the run's seed, not
             # from whatever state the caller's global generator is in.
-            if prefixes is None and cfg.lora_layers == "top":
+            if prefixes is None and cfg.layers.lora_layers == "top":
                 if not hasattr(self.model, "top_module_names"):
                     raise PirfError(
                         f"{type(self.model).__name__} does not name its top layers; pass "
                         "top_prefixes, or lora_layers='all' to adapt every layer"
                     )
-                prefixes = top_names(self.model, cfg.top_blocks)
+                prefixes = top_names(self.model, cfg.layers.top_blocks)
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(unit_seed(cfg.seed, LORA_STREAM, 0))
-                return attach_lora(self.model, rank=cfg.lora_rank, prefixes=prefixes)
-        if cfg.trainable == "top":
+                torch.manual_seed(unit_seed(cfg.optimiser.seed, LORA_STREAM, 0))
+                return attach_lora(self.model, rank=cfg.layers.lora_rank, prefixes=prefixes)
+        if cfg.layers.trainable == "top":
             if prefixes is None and hasattr(self.model, "top_module_names"):
-                return select_trainable(self.model, "top", blocks=cfg.top_blocks)
+                return select_trainable(self.model, "top", blocks=cfg.layers.top_blocks)
             if prefixes is None:
                 raise PirfError(
                     f"{type(self.model).__name__} does not name its top layers; pass "
@@ -225,24 +229,26 @@ class PIRFTrainer:
 
     # ------------------------------------------------------------------------- draws
     def _generator(self, iteration: int) -> torch.Generator:
-        return torch.Generator().manual_seed(unit_seed(self.config.seed, NOISE_STREAM, iteration))
+        return torch.Generator().manual_seed(
+            unit_seed(self.config.optimiser.seed, NOISE_STREAM, iteration)
+        )
 
     def draws(self, iteration: int) -> tuple[int, torch.Tensor, torch.Generator]:
         """The iteration's step count, this process's unit noise and a generator for the
         trajectory's own draws (ReFL step, DRaFT-LV noise), all keyed by the iteration."""
         cfg = self.config
         generator = self._generator(iteration)
-        if cfg.random_steps:
-            pick = int(torch.randint(len(cfg.random_steps), (), generator=generator))
-            steps = cfg.random_steps[pick]
+        if cfg.trajectory.random_steps:
+            pick = int(torch.randint(len(cfg.trajectory.random_steps), (), generator=generator))
+            steps = cfg.trajectory.random_steps[pick]
         else:
-            steps = cfg.sampler_steps
-        noise = torch.randn((cfg.batch, *self.shape), generator=generator)
-        share = cfg.batch // self.world
+            steps = cfg.trajectory.steps
+        noise = torch.randn((cfg.optimiser.batch, *self.shape), generator=generator)
+        share = cfg.optimiser.batch // self.world
         noise = noise[self.rank * share : (self.rank + 1) * share]
         trajectory = torch.Generator(device=self.device)
         key = iteration * self.world + self.rank
-        trajectory.manual_seed(unit_seed(cfg.seed, NOISE_STREAM + 1, key))
+        trajectory.manual_seed(unit_seed(cfg.optimiser.seed, NOISE_STREAM + 1, key))
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
         dtype = torch.float64 if self._float64 else torch.float32
         return steps, noise.to(self.device, dtype, memory_format=layout), trajectory
@@ -255,7 +261,7 @@ class PIRFTrainer:
         the squared norm of the low-rank updates.
         """
         terms = []
-        if self.config.trainable == "lora":
+        if self.config.layers.trainable == "lora":
             for module in self.model.modules():
                 if parametrize.is_parametrized(module, "weight"):
                     original = module.parametrizations.weight.original
@@ -264,7 +270,7 @@ class PIRFTrainer:
             for name, parameter in self.named_trainable:
                 reference = self.pretrained[name].to(parameter.device, parameter.dtype)
                 terms.append((parameter - reference).square().sum())
-        return self.config.weight_reg * torch.stack(terms).sum()
+        return self.config.objective.weight_reg * torch.stack(terms).sum()
 
     def _trajectory(
         self, iteration: int, steps: int, noise: torch.Tensor, generator: torch.Generator
@@ -273,18 +279,18 @@ class PIRFTrainer:
         them (fresh ones, or from the pool)."""
         cfg = self.config
         sigmas = karras_sigmas(steps)
-        k = min(cfg.truncation, steps)
+        k = min(cfg.trajectory.truncation, steps)
         if self.pool is None:
             run = truncated_trajectory(
                 self.model,
                 noise,
                 sigmas,
                 k=k,
-                mode=cfg.mode,
+                mode=cfg.trajectory.mode,
                 precision=self.precision,
                 generator=generator,
-                copies=cfg.copies,
-                checkpoint=True if cfg.checkpointing else None,
+                copies=cfg.trajectory.copies,
+                checkpoint=True if cfg.trajectory.checkpointing else None,
                 fast=self.fast,
             )
             return run, noise.shape[0]
@@ -297,7 +303,12 @@ class PIRFTrainer:
 
         states, made = self.pool.draw(iteration, noise.shape[0], make)
         run = window_trajectory(
-            self.model, states, sigmas, k, precision=self.precision, checkpoint=cfg.checkpointing
+            self.model,
+            states,
+            sigmas,
+            k,
+            precision=self.precision,
+            checkpoint=cfg.trajectory.checkpointing,
         )
         return run, made
 
@@ -316,11 +327,11 @@ class PIRFTrainer:
             final.register_hook(lambda grad: torch.where(keep, grad, torch.zeros_like(grad)))
         reward = per_sample[finite].mean() if bad < per_sample.numel() else None
         regulariser = torch.zeros((), device=self.device)
-        if cfg.weight_reg > 0:
+        if cfg.objective.weight_reg > 0:
             regulariser = regulariser + self.weight_penalty()
-        if cfg.distill_reg > 0 and self.frozen is not None:
+        if cfg.objective.distill_reg > 0 and self.frozen is not None:
             regulariser = regulariser + distillation_regulariser(
-                self.model, self.frozen, run.states, run.sigmas, cfg.distill_reg
+                self.model, self.frozen, run.states, run.sigmas, cfg.objective.distill_reg
             )
         if reward is None:
             reward = torch.full((), math.nan, device=self.device)
@@ -350,10 +361,10 @@ class PIRFTrainer:
         cfg = self.config
         return learning_rate(
             iteration,
-            base=cfg.lr,
-            warmup=cfg.resolved_warmup,
-            total=cfg.iters,
-            final_ratio=cfg.lr_final_ratio,
+            base=cfg.optimiser.lr,
+            warmup=cfg.optimiser.warmup,
+            total=cfg.optimiser.iters,
+            final_ratio=cfg.optimiser.lr_final_ratio,
         )
 
     def step(self, iteration: int) -> StepStats:
@@ -367,12 +378,14 @@ class PIRFTrainer:
         run, starts = self._trajectory(iteration, steps, noise, generator)
         total, reward, regulariser, bad = self._loss(run)
         self.optimizer.zero_grad(set_to_none=True)
-        skipped = bad * self.world >= cfg.batch * (cfg.copies if cfg.mode == "draft-lv" else 1)
+        skipped = bad * self.world >= cfg.optimiser.batch * (
+            cfg.trajectory.copies if cfg.trajectory.mode == "draft-lv" else 1
+        )
         if total.requires_grad:
             total.backward()
         self._average_gradients()
         nonfinite = sanitise_gradients(self.trainable)
-        limit = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        limit = cfg.optimiser.grad_clip if cfg.optimiser.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.trainable, limit))
         skipped = bool(self._mean(float(skipped)) > 0.5)
         if not skipped:
@@ -397,10 +410,15 @@ class PIRFTrainer:
     @torch.no_grad()
     def _update_ema(self, iteration: int) -> None:
         cfg = self.config
-        seen = (iteration + 1) * cfg.batch
-        beta = ema_beta(seen, cfg.batch, halflife=cfg.ema_halflife, rampup=0.05)
+        seen = (iteration + 1) * cfg.optimiser.batch
+        beta = ema_beta(
+            seen,
+            cfg.optimiser.batch,
+            halflife=cfg.optimiser.ema_halflife,
+            rampup=cfg.optimiser.ema_rampup,
+        )
         averages = dict(self.ema.named_parameters())
-        if self.config.trainable == "lora":
+        if self.config.layers.trainable == "lora":
             current = merged_state(self.model)
         else:
             current = {name: p.detach() for name, p in self.named_trainable}
@@ -418,7 +436,7 @@ class PIRFTrainer:
         state: dict[str, Any] = {"adam": self.optimizer.state_dict(), "scale": self.scale}
         if self.reward is not None:
             state["reward_scales"] = self.reward.scales
-        if self.config.trainable == "lora":
+        if self.config.layers.trainable == "lora":
             state["lora"] = lora_factors(self.model)
         if self.pool is not None:
             state["pool"] = self.pool.state()
@@ -433,7 +451,7 @@ class PIRFTrainer:
         """Restore a run: the model's weights (not for LoRA: its factors are in ``extra``),
         the EMA weights, Adam's state and the reward scale."""
         with torch.no_grad():
-            if self.config.trainable == "lora":
+            if self.config.layers.trainable == "lora":
                 load_lora_factors(self.model, extra["lora"])
             elif weights is not None:
                 own = dict(self.model.named_parameters())

@@ -32,10 +32,9 @@ import torch
 from torch.utils.checkpoint import checkpoint as checkpoint_call
 
 from pirf.errors import PirfError
+from pirf.finetune.config import MODES
 from pirf.sampling import FP32, Denoiser, NetworkCall, Precision, integrate, step_function
 from pirf.sampling.schedule import noise_levels
-
-MODES: tuple[str, ...] = ("draft", "full", "refl", "draft-lv")
 
 
 @dataclass(frozen=True)
