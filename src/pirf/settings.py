@@ -178,6 +178,42 @@ def fill(config: Any, *layers: Mapping[str, Any]) -> Any:
     return with_values(config, missing)
 
 
+# --------------------------------------------------------------------------- runs
+def record(config: Any) -> dict[str, Any]:
+    """Every setting as a JSON value (paths as strings, tuples as lists): what a run's
+    checkpoints store, flat."""
+    return {name: _plain(value) for name, value in flat(config).items()}
+
+
+def stored_values(
+    kind: type, stored: Mapping[str, Any], aliases: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A run's stored settings (:func:`record`) as values of ``kind``: older names mapped
+    by ``aliases``, lists as tuples, paths as paths, names ``kind`` lacks left out."""
+    by_name = {leaf.name: leaf for leaf in leaves(kind)}
+    values: dict[str, Any] = {}
+    for key, value in stored.items():
+        name = (aliases or {}).get(key, key)
+        if name in by_name:
+            values[name] = _coerce(by_name[name], value)
+    return values
+
+
+def refuse_changes(config: Any, stored: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    """A resumed run must not change what the run computes: one-line error naming the
+    first given setting that differs from the stored run (``allowed`` may differ)."""
+    for name, value in flat(config).items():
+        if value is None or name in allowed or name not in stored:
+            continue
+        before = stored[name]
+        if _plain(value) != _plain(before):
+            raise PirfError(
+                f"{option('resume', True)}: {option(name)} is {_plain(value)!r} but the run "
+                f"was made with {_plain(before)!r}; drop the option or start a new run in "
+                f"another {option('out')} directory"
+            )
+
+
 # --------------------------------------------------------------------------- files
 def _plain(value: Any) -> Any:
     if isinstance(value, Path):
@@ -307,7 +343,7 @@ def describe_default(leaf: Leaf, defaults: Mapping[str, Any]) -> str | None:
     if leaf.meta.default is not None:
         return leaf.meta.default
     value = defaults.get(leaf.name)
-    if value is None:
+    if value is None or value == {} or value == ():
         return None
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -352,8 +388,11 @@ __all__ = [
     "load_config",
     "parse_ints",
     "read_toml",
+    "record",
+    "refuse_changes",
     "section",
     "setting",
+    "stored_values",
     "to_nested",
     "to_toml",
     "with_values",

@@ -30,7 +30,7 @@ def make_base(root: Path) -> tuple[Path, Path]:
     """16 Poisson samples on 8 x 8 and a base checkpoint trained on them for 4 steps."""
     data = root / "poisson8.h5"
     pirf.data.generate("poisson", 16, 8, 0, data)
-    config = TrainConfig(
+    config = TrainConfig.of(
         data=data,
         out=root / "base",
         preset="tiny",

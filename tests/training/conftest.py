@@ -52,4 +52,4 @@ def tiny_config(data: Path, out: Path, **changes: Any) -> TrainConfig:
         "progress": False,
     }
     settings.update(changes)
-    return TrainConfig(data=data, out=out, **settings)
+    return TrainConfig.of(data=data, out=out, **settings)

@@ -87,3 +87,26 @@ def test_resuming_a_finished_run_leaves_it_untouched(poisson_file, tmp_path, cap
         str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()
     }
     assert after == before
+
+
+def test_config_file_reproduces_the_run_bitwise_and_options_override_it(
+    poisson_file, tmp_path, capsys
+):
+    first = tmp_path / "first"
+    code, stdout, _ = run(capsys, "--data", poisson_file, "--out", first, "--preset", "tiny",
+                          *FAST, "--seed", 3, "--json")  # fmt: skip
+    assert code == 0
+    text = (first / "config.toml").read_text()
+    assert "seed = 3" in text and "resume" not in text and "[optimiser]" in text
+    summary = json.loads(stdout)
+    code, stdout, _ = run(capsys, "--config", first / "config.toml", "--out", tmp_path / "again",
+                          "--json")  # fmt: skip
+    assert code == 0 and json.loads(stdout)["weights_sha256"] == summary["weights_sha256"]
+    code, stdout, _ = run(capsys, "--config", first / "config.toml", "--out", tmp_path / "other",
+                          "--seed", 4, "--json")  # fmt: skip
+    assert code == 0 and json.loads(stdout)["weights_sha256"] != summary["weights_sha256"]
+    (tmp_path / "typo.toml").write_text("[optimiser]\nlearning_rate = 1.0\n")
+    code, stdout, stderr = run(capsys, "--config", tmp_path / "typo.toml", "--out",
+                               tmp_path / "typo", "--data", poisson_file)  # fmt: skip
+    assert code == 2 and "unknown setting 'optimiser.learning_rate'" in stderr
+    assert not (tmp_path / "typo").exists()

@@ -1,32 +1,41 @@
-"""Filling in a run's settings: preset defaults for a new run, stored values on resume."""
+"""Filling in a run's settings: preset defaults for a new run, stored values on resume,
+and the configuration file that reproduces a run."""
 
 from __future__ import annotations
 
 import pytest
 
 from pirf.errors import PirfError
-from pirf.training import PRESET_DEFAULTS, TrainConfig, resolve_config
-from pirf.training.config import trajectory_record
+from pirf.models import PRESETS
+from pirf.settings import record
+from pirf.training import PRESET_DEFAULTS, TrainConfig, resolve
+from pirf.training.config import MODEL_PRESETS, stored_settings
+
+
+def config(data, out, **values):
+    return TrainConfig.of(data=data, out=out, **values)
 
 
 def test_new_run_takes_the_preset_defaults(poisson_file, tmp_path):
-    config = resolve_config(TrainConfig(poisson_file, tmp_path / "run", preset="small"))
+    resolved = resolve(config(poisson_file, tmp_path / "run", preset="small"))
     defaults = PRESET_DEFAULTS["small"]
-    assert (config.iters, config.batch, config.lr) == (
+    optimiser = resolved.optimiser
+    assert (optimiser.iters, optimiser.batch, optimiser.lr) == (
         defaults["iters"],
         defaults["batch"],
         defaults["lr"],
     )
-    assert config.warmup == round(0.05 * defaults["iters"])
-    assert (config.grad_clip, config.seed, config.lr_final_ratio) == (1.0, 0, 0.05)
-    assert config.checkpoint_every == defaults["checkpoint_every"]
-    short = resolve_config(TrainConfig(poisson_file, tmp_path / "r", preset="tiny", iters=10))
-    assert short.warmup == 1 and short.lr == PRESET_DEFAULTS["tiny"]["lr"]
+    assert optimiser.warmup == round(0.05 * defaults["iters"])
+    assert (optimiser.grad_clip, optimiser.seed, optimiser.lr_final_ratio) == (1.0, 0, 0.05)
+    assert resolved.run.checkpoint_every == defaults["checkpoint_every"]
+    short = resolve(config(poisson_file, tmp_path / "r", preset="tiny", iters=10))
+    assert short.optimiser.warmup == 1 and short.optimiser.lr == PRESET_DEFAULTS["tiny"]["lr"]
+    assert tuple(PRESETS) == MODEL_PRESETS  # the light list names every model preset
 
 
 def test_resume_takes_stored_values_and_refuses_different_ones(poisson_file, tmp_path):
-    first = resolve_config(
-        TrainConfig(
+    first = resolve(
+        config(
             poisson_file,
             tmp_path / "run",
             preset="tiny",
@@ -35,18 +44,19 @@ def test_resume_takes_stored_values_and_refuses_different_ones(poisson_file, tmp
             model_overrides={"channel_mult": (1, 2)},
         )
     )
-    stored = trajectory_record(first)
-    resumed = resolve_config(TrainConfig(poisson_file, tmp_path / "run", resume=True), stored)
-    assert (resumed.preset, resumed.lr, resumed.iters, resumed.warmup) == ("tiny", 5e-4, 100, 5)
+    stored = stored_settings(record(first))
+    resumed = resolve(config(poisson_file, tmp_path / "run", resume=True), stored)
+    values = (resumed.network.preset, resumed.optimiser.lr, resumed.optimiser.iters)
+    assert values == ("tiny", 5e-4, 100) and resumed.optimiser.warmup == 5
     # the same value given again is accepted (tuples compare as the JSON they are stored as)
-    again = TrainConfig(
+    again = config(
         poisson_file,
         tmp_path / "run",
         resume=True,
         iters=200,
         model_overrides={"channel_mult": (1, 2)},
     )
-    assert resolve_config(again, stored).iters == 200
-    assert resolve_config(again, stored).warmup == 5  # the run's warm-up does not move
+    assert resolve(again, stored).optimiser.iters == 200
+    assert resolve(again, stored).optimiser.warmup == 5  # the run's warm-up does not move
     with pytest.raises(PirfError, match=r"lr is 0\.001 but the run"):
-        resolve_config(TrainConfig(poisson_file, tmp_path / "run", lr=1e-3, resume=True), stored)
+        resolve(config(poisson_file, tmp_path / "run", lr=1e-3, resume=True), stored)

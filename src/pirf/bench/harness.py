@@ -126,7 +126,7 @@ def _base_stage(ctx: Context) -> Stage:
             (out / ".shipped-tmp").replace(ctx.base)
             return
         train(
-            TrainConfig(
+            TrainConfig.of(
                 data=ctx.train,
                 out=out,
                 preset=ctx.preset.name,

@@ -144,7 +144,7 @@ def demo(
         )
         shutil.rmtree(out_dir / "base", ignore_errors=True)
         train(
-            TrainConfig(
+            TrainConfig.of(
                 data=train_file,
                 out=out_dir / "base",
                 preset="tiny",

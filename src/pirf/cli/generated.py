@@ -33,10 +33,9 @@ def _parameter(
 ) -> inspect.Parameter:
     kind = _base_type(leaf.annotation)
     help_text = escape(leaf.meta.help)
-    shown = describe_default(leaf, defaults)
-    if shown is not None:
-        note = f"; {notes[leaf.name]}" if leaf.name in notes else ""
-        help_text += escape(f" [default: {shown}{note}]")
+    stated = [describe_default(leaf, defaults), notes.get(leaf.name)]
+    if any(stated):
+        help_text += escape(f" [default: {'; '.join(part for part in stated if part)}]")
     panel = leaf.path[0].capitalize() if panels and len(leaf.path) > 1 else None
     common = {"help": help_text, "show_default": False, "rich_help_panel": panel}
     if kind is bool:
@@ -47,7 +46,10 @@ def _parameter(
     else:
         metavar = leaf.meta.metavar or {int: "INT", float: "FLOAT", Path: "PATH"}.get(kind, "TEXT")
         option = typer.Option(leaf.flag, metavar=metavar, **common)
-        annotation = (str if leaf.meta.parse or typing.get_origin(kind) else kind) | None
+        if typing.get_origin(kind) is dict:  # repeated KEY=VALUE options
+            annotation = list[str] | None
+        else:
+            annotation = (str if leaf.meta.parse or typing.get_origin(kind) else kind) | None
     return inspect.Parameter(
         leaf.name,
         inspect.Parameter.KEYWORD_ONLY,
@@ -98,7 +100,9 @@ def parse_values(kind: type, values: Mapping[str, Any]) -> dict[str, Any]:
         if value is None or name not in by_name:
             continue
         parse = by_name[name].meta.parse
-        parsed[name] = parse(value) if parse is not None and isinstance(value, str) else value
+        words = isinstance(value, list) and all(isinstance(item, str) for item in value)
+        text = isinstance(value, str) or words
+        parsed[name] = parse(value) if parse is not None and text else value
     return parsed
 
 

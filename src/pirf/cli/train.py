@@ -7,33 +7,14 @@ print the summary as a table (or one JSON object with ``--json``). Several GPUs:
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Annotated, Any
+import inspect
+from typing import Any
 
-import typer
 from rich.table import Table
 
-from pirf.cli._common import ThreadsOpt, console, emit_json, use_threads
-from pirf.errors import PirfError
-from pirf.training import TrainConfig
-from pirf.training import train as run_training
-
-
-def parse_overrides(items: list[str] | None) -> dict[str, Any] | None:
-    """``["key=value", ...]`` -> dict (values parsed as JSON when they are); None if empty."""
-    if not items:
-        return None
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise PirfError(f"--model-option expects key=value, got '{item}'")
-        try:
-            overrides[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[key.strip()] = raw
-    return overrides
+from pirf.cli._common import JsonOpt, ThreadsOpt, console, emit_json, use_threads
+from pirf.cli.generated import command
+from pirf.training.config import DEFAULTS, PRESET_DEFAULTS, TrainConfig
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -68,84 +49,28 @@ def print_summary(summary: dict[str, Any]) -> None:
         console.print("stopped early; continue with --resume", highlight=False)
 
 
-def train(
-    data: Annotated[Path, typer.Option("--data", help="Training set (pirf HDF5 file).")],
-    out: Annotated[Path, typer.Option("--out", help="Run directory.")],
-    preset: Annotated[
-        str | None,
-        typer.Option(
-            "--preset",
-            help="Network size: tiny, small or paper. Required to start a run; "
-            "--resume takes the run's own.",
-        ),
-    ] = None,
-    iters: Annotated[
-        int | None, typer.Option("--iters", help="Total iterations; default: the preset's.")
-    ] = None,
-    batch: Annotated[
-        int | None, typer.Option("--batch", help="Global batch size; default: the preset's.")
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option("--lr", help="Peak learning rate; default: the preset's.")
-    ] = None,
-    warmup: Annotated[
-        int | None, typer.Option("--warmup", help="Warm-up iterations; default 5% of --iters.")
-    ] = None,
-    ema_halflife: Annotated[
-        float | None,
-        typer.Option("--ema-halflife", help="EMA half-life in samples; default: the preset's."),
-    ] = None,
-    grad_clip: Annotated[
-        float | None, typer.Option("--grad-clip", help="Gradient-norm clip (0: off); 1.")
-    ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the run; 0.")] = None,
-    model_option: Annotated[
-        list[str] | None,
-        typer.Option("--model-option", help="U-Net setting key=value (JSON value); repeat."),
-    ] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")] = "auto",
-    checkpoint_every: Annotated[
-        int | None, typer.Option("--checkpoint-every", help="Iterations between checkpoints.")
-    ] = None,
-    figure_every: Annotated[
-        int | None,
-        typer.Option("--figure-every", help="Samples between preview figures (0: none)."),
-    ] = None,
-    log_every: Annotated[
-        int, typer.Option("--log-every", help="Iterations per metrics line.")
-    ] = 10,
-    stop_at: Annotated[
-        int | None,
-        typer.Option("--stop-at", help="Stop this invocation after this iteration."),
-    ] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")
-    ] = False,
-    threads: ThreadsOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-) -> None:
-    """Train a base EDM model on a dataset (EMA, checkpoints, figures, resumable)."""
+def preset_notes() -> dict[str, str]:
+    """Per setting with a per-preset default, the presets' values."""
+
+    def shown(value: Any) -> str:
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    names = sorted({name for values in PRESET_DEFAULTS.values() for name in values})
+    return {
+        name: ", ".join(
+            f"{preset} {shown(values[name])}" for preset, values in PRESET_DEFAULTS.items()
+        )
+        for name in names
+    }
+
+
+def _run(config: Any, *, threads: int | None = None, as_json: bool = False) -> None:
+    from pirf.settings import with_values
+    from pirf.training import train as run_training
+
     use_threads(threads)
-    config = TrainConfig(
-        data=data,
-        out=out,
-        preset=preset,
-        iters=iters,
-        batch=batch,
-        lr=lr,
-        warmup=warmup,
-        ema_halflife=ema_halflife,
-        grad_clip=grad_clip,
-        seed=seed,
-        model_overrides=parse_overrides(model_option),
-        device=device,
-        checkpoint_every=checkpoint_every,
-        figure_every=figure_every,
-        log_every=log_every,
-        stop_at=stop_at,
-        resume=resume,
-        progress=not as_json,
-    )
+    if as_json:
+        config = with_values(config, {"progress": False})
     summary = run_training(config)
     if summary.get("already_complete"):
         if as_json:
@@ -159,3 +84,21 @@ def train(
         emit_json(summary)
     else:
         print_summary(summary)
+
+
+train = command(
+    TrainConfig,
+    DEFAULTS,
+    _run,
+    extra=[
+        inspect.Parameter(
+            "threads", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ThreadsOpt
+        ),
+        inspect.Parameter(
+            "as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt
+        ),
+    ],
+    doc="Train a base EDM model on a dataset (EMA, checkpoints, figures, resumable). "
+    "Settings left out take the preset's defaults (docs/training.md).",
+    notes=preset_notes(),
+)

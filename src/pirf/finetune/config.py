@@ -27,7 +27,18 @@ from pathlib import Path
 from typing import Any
 
 from pirf.errors import PirfError, option
-from pirf.settings import build, fill, flat, parse_ints, section, setting, with_values
+from pirf.settings import (
+    build,
+    fill,
+    flat,
+    parse_ints,
+    record,
+    refuse_changes,
+    section,
+    setting,
+    stored_values,
+    with_values,
+)
 from pirf.training.sections import (
     INVOCATION,
     RESUMABLE,
@@ -268,39 +279,10 @@ STORED_ALIASES = {"sampler_steps": "steps"}
 """Names of stored settings in checkpoints written before the sections existed."""
 
 
-def stored_settings(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings of a run as its checkpoints store them (``training``), as values of the
-    current configuration (older names mapped, lists as tuples, unknown keys left out)."""
-    names = set(flat(FinetuneConfig()))
-    values: dict[str, Any] = {}
-    for key, value in record.items():
-        name = STORED_ALIASES.get(key, key)
-        if name not in names:
-            continue
-        if isinstance(value, list):
-            value = tuple(value)
-        if name in ("reference", "out", "ckpt") and value is not None:
-            value = Path(value)
-        values[name] = value
-    return values
-
-
-def refuse_conflicts(config: FinetuneConfig, stored: Mapping[str, Any]) -> None:
-    """A resumed run must not change what the run computes: one-line error naming the
-    first given setting that differs from the stored run (:data:`RESUMABLE` may)."""
-    for name, value in flat(config).items():
-        if value is None or name in RESUMABLE or name not in stored:
-            continue
-        before = stored[name]
-        same = value == before or (
-            isinstance(value, Path) and before is not None and value == Path(before)
-        )
-        if not same:
-            raise PirfError(
-                f"{option('resume', True)}: {option(name)} is {value!r} but the run was made "
-                f"with {before!r}; drop the option or start a new run in another "
-                f"{option('out')} directory"
-            )
+def stored_settings(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's settings as its checkpoints store them (``training``), as values of
+    :class:`FinetuneConfig`."""
+    return stored_values(FinetuneConfig, stored, STORED_ALIASES)
 
 
 def resolve(
@@ -310,7 +292,7 @@ def resolve(
     recipe of ``pde`` for the trainable set and budgets, then :data:`DEFAULTS`; the warm-up
     defaults to 5 % of ``iters``. Checked (:func:`validate`)."""
     if stored is not None:
-        refuse_conflicts(config, stored)
+        refuse_changes(config, stored, RESUMABLE)
         config = fill(config, {k: v for k, v in stored.items() if k not in INVOCATION})
     given = flat(config)
     trainable = given["trainable"] or DEFAULTS["trainable"]
@@ -320,18 +302,6 @@ def resolve(
         config = with_values(config, {"warmup": default_warmup(config.optimiser.iters)})
     validate(config)
     return config
-
-
-def record(config: FinetuneConfig) -> dict[str, Any]:
-    """The resolved settings as JSON values (stored in every checkpoint of the run)."""
-    values = {}
-    for name, value in flat(config).items():
-        if isinstance(value, Path):
-            value = str(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        values[name] = value
-    return values
 
 
 def _positive(name: str, value: float | None, *, zero: bool = False) -> None:
@@ -460,7 +430,6 @@ __all__ = [
     "check_paths",
     "recipe",
     "record",
-    "refuse_conflicts",
     "resolve",
     "stored_settings",
     "validate",

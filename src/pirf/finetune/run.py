@@ -121,6 +121,8 @@ class _Run:
         self.device = context.device
         self.out = Path(config.run.out)
         resume_from = rundir.prepare(self.out, resume=config.run.resume, create=context.is_main)
+        if context.is_main:
+            rundir.write_config(self.out, config, "finetune")
         distributed.barrier(context)
         self.resumed: Checkpoint | None = None
         if resume_from is not None:

@@ -1,23 +1,45 @@
 """What a training run is: :class:`TrainConfig`, its per-preset defaults, and its checks.
 
-Fields left as ``None`` are filled in by :func:`resolve_config`: from the checkpoint when a
-run is resumed, otherwise from :data:`PRESET_DEFAULTS`. The *trajectory* fields (everything
-that changes which numbers the run computes: preset, batch, learning rate, schedule, EMA,
-clipping, seed, network overrides) are stored in every checkpoint; a resumed run takes them
-from there and refuses a conflicting value, so that resuming can never silently become a
-different run. Only the length of the run (``iters``) and the bookkeeping fields (device,
-checkpoint / figure / log frequencies) may change on resume.
+Sections (:mod:`pirf.settings`): the network, the optimiser, the preview figures and the
+run's files. A setting left at ``None`` is filled by :func:`resolve`: from the checkpoint
+when a run is resumed, otherwise from the preset's defaults (:data:`PRESET_DEFAULTS`),
+then :data:`DEFAULTS`. Every resolved setting is stored in every checkpoint and in the
+run's ``config.toml``; a resumed run takes them from there and refuses a conflicting
+value, so that resuming can never silently become a different run. Only the length of the
+run and its bookkeeping (:data:`pirf.training.sections.RESUMABLE`) may change on resume.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pirf.errors import PirfError, option
-from pirf.models import PRESETS
+from pirf.settings import (
+    build,
+    fill,
+    flat,
+    refuse_changes,
+    section,
+    setting,
+    stored_values,
+    with_values,
+)
+from pirf.training.sections import (
+    INVOCATION,
+    RESUMABLE,
+    RUN_DEFAULTS,
+    WARMUP_FRACTION,
+    Optimiser,
+    RunFiles,
+    default_warmup,
+)
+
+MODEL_PRESETS: tuple[str, ...] = ("tiny", "small", "paper")
+"""The network presets (:data:`pirf.models.PRESETS`)."""
 
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {
@@ -45,95 +67,89 @@ PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
         "figure_every": 1_280_000,
     },
 }
-"""Per-preset defaults of the fields a user usually does not set (see docs/training.md)."""
+"""Per-preset defaults of the settings a user usually does not set (docs/training.md)."""
 
-WARMUP_FRACTION = 0.05
-"""Default warm-up length as a fraction of ``iters``."""
+DEFAULTS: dict[str, Any] = {
+    "lr_final_ratio": 0.05,
+    "ema_rampup": 0.05,
+    "grad_clip": 1.0,
+    "seed": 0,
+    "model_overrides": {},
+    "bf16": True,
+    "channels_last": True,
+    "figure_samples": 4,
+    "figure_steps": 18,
+    "log_every": 10,
+    **RUN_DEFAULTS,
+}
+"""The defaults every preset shares, in one place."""
 
-TRAJECTORY_FIELDS = (
-    "preset",
-    "batch",
-    "lr",
-    "warmup",
-    "lr_final_ratio",
-    "ema_halflife",
-    "ema_rampup",
-    "grad_clip",
-    "seed",
-    "model_overrides",
-)
-"""Fields that define the numbers a run computes; fixed for the lifetime of a run."""
+TRAIN_RESUMABLE = RESUMABLE | {"data", "figure_samples", "figure_steps"}
+"""What a resumed training run may change: :data:`RESUMABLE`, where the training set lies
+(its identity is checked by its contents) and the preview figures."""
+
+
+def parse_overrides(items: list[str] | str) -> dict[str, Any]:
+    """``["key=value", ...]`` -> dict (values parsed as JSON when they are)."""
+    overrides: dict[str, Any] = {}
+    for item in [items] if isinstance(items, str) else items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise PirfError(f"{option('model_overrides', flag='--model-option')} expects "
+                            f"key=value, got '{item}'")  # fmt: skip
+        try:
+            overrides[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = raw
+    return overrides
+
+
+@dataclass
+class Network:
+    """The denoiser that is trained."""
+
+    preset: str | None = setting(
+        "Network size: tiny, small or paper. Required to start a run; --resume takes the run's own."
+    )
+    model_overrides: dict[str, Any] | None = setting(
+        "U-Net setting key=value (JSON value) replacing the preset's; repeat.",
+        flag="--model-option",
+        metavar="KEY=VALUE",
+        parse=parse_overrides,
+    )
+    bf16: bool | None = setting("bfloat16 autocast of the network (CUDA only).")
+    channels_last: bool | None = setting("channels_last memory format (CUDA only).", cli=False)
+
+
+@dataclass
+class Preview:
+    """Sample figures drawn during training."""
+
+    figure_every: int | None = setting("Training samples between preview figures (0: none).")
+    figure_samples: int | None = setting("EMA-model samples per figure.", cli=False)
+    figure_steps: int | None = setting("Heun steps of the figure samples.", cli=False)
 
 
 @dataclass
 class TrainConfig:
-    """Arguments of :func:`pirf.training.train`. ``None`` means "default" (see module doc)."""
+    """Arguments of :func:`pirf.training.train`. ``None`` means "default" (module doc)."""
 
-    data: Path | str
-    """Training set (a pirf HDF5 fields file)."""
-    out: Path | str
-    """Run directory: checkpoints, metrics, figures, summary."""
-    preset: str | None = None
-    """Network size: ``tiny``, ``small`` or ``paper`` (``pirf.models.PRESETS``)."""
-    iters: int | None = None
-    """Total optimizer steps of the run (a resumed run may extend it)."""
-    batch: int | None = None
-    """Global batch size (split evenly across processes under ``torchrun``)."""
-    lr: float | None = None
-    """Peak learning rate of Adam."""
-    warmup: int | None = None
-    """Linear warm-up length in iterations; default 5% of ``iters``."""
-    lr_final_ratio: float | None = None
-    """Learning rate at the last iteration as a fraction of ``lr`` (cosine decay); 0.05."""
-    ema_halflife: float | None = None
-    """EMA half-life in training samples (EDM convention)."""
-    ema_rampup: float | None = None
-    """EMA half-life is at most this fraction of the samples seen so far; 0.05."""
-    grad_clip: float | None = None
-    """Clip the global gradient norm to this value (0 disables); 1.0."""
-    seed: int | None = None
-    """Seed of every random draw of the run (initialisation, batches, noise, dropout); 0."""
-    model_overrides: dict[str, Any] | None = None
-    """``UNetConfig`` fields replacing the preset's (e.g. ``{"base_channels": 8}``)."""
-    device: str = "auto"
-    """``cpu``, ``cuda``, ``cuda:N`` or ``auto``; under ``torchrun`` CUDA ranks use their
-    ``LOCAL_RANK``."""
-    bf16: bool = True
-    """bfloat16 autocast of the network on CUDA (ignored on CPU)."""
-    channels_last: bool = True
-    """channels_last memory format on CUDA (ignored on CPU)."""
-    checkpoint_every: int | None = None
-    """Iterations between periodic checkpoints (one is always written at the end)."""
-    keep_checkpoints: int = 1
-    """Periodic checkpoints kept on disk (the newest ones)."""
-    figure_every: int | None = None
-    """Training samples between sample figures (0 disables them)."""
-    figure_samples: int = 4
-    """EMA-model samples per figure."""
-    figure_steps: int = 18
-    """Heun steps of the figure samples."""
-    log_every: int = 10
-    """Iterations per line of ``metrics.jsonl`` (loss and gradient norm averaged over them)."""
-    stop_at: int | None = None
-    """End this invocation after this iteration (with a checkpoint), e.g. to split a run
-    across job time limits; ``--resume`` continues it."""
-    resume: bool = False
-    """Continue the run in ``out`` from its newest periodic checkpoint."""
-    progress: bool = True
-    """Show a progress bar (rich, on stderr) on the main process."""
+    data: Path | None = setting("Training set (a pirf HDF5 fields file).")
+    network: Network = section(Network)
+    optimiser: Optimiser = section(Optimiser)
+    preview: Preview = section(Preview)
+    run: RunFiles = section(RunFiles)
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form JSON stored with the checkpoint (not used by training)."""
 
-    def __post_init__(self) -> None:
-        self.data = Path(self.data)
-        self.out = Path(self.out)
-
-    def to_json(self) -> dict[str, Any]:
-        """The configuration as JSON values (paths as strings)."""
-        data = asdict(self)
-        data["data"] = str(self.data)
-        data["out"] = str(self.out)
-        return data
+    @classmethod
+    def of(cls, **values: Any) -> TrainConfig:
+        """A configuration from flat setting names: ``TrainConfig.of(data=..., out=...,
+        preset="tiny")``; ``extra`` may be given too."""
+        extra = values.pop("extra", None) or {}
+        config = build(cls, **values)
+        config.extra = dict(extra)
+        return config
 
 
 def _check_positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
@@ -143,106 +159,79 @@ def _check_positive(name: str, value: float | None, *, allow_zero: bool = False)
         return
     if not value > 0:
         bound = ">= 0" if allow_zero else "positive"
-        raise PirfError(f"{name} must be {bound}, got {value}")
+        raise PirfError(f"{option(name)} must be {bound}, got {value}")
 
 
-def _as_json(value: Any) -> Any:
-    """``value`` as it reads back from JSON (tuples become lists), for comparisons."""
-    return json.loads(json.dumps(value))
-
-
-def validate_arguments(config: TrainConfig) -> None:
-    """Check the user's arguments before anything is read or written (one-line errors)."""
-    if config.preset is None and not config.resume:
+def check_arguments(config: TrainConfig) -> None:
+    """Check the given settings before anything is read or written (one-line errors)."""
+    values = flat(config)
+    preset = values["preset"]
+    if preset is None and not values["resume"]:
         raise PirfError(
-            f"{option('preset')} is required to start a run; known: {', '.join(PRESETS)}"
+            f"{option('preset')} is required to start a run; known: {', '.join(MODEL_PRESETS)}"
         )
-    if config.preset is not None and config.preset not in PRESETS:
-        raise PirfError(f"unknown model preset '{config.preset}'; known: {', '.join(PRESETS)}")
+    if preset is not None and preset not in MODEL_PRESETS:
+        raise PirfError(f"unknown model preset '{preset}'; known: {', '.join(MODEL_PRESETS)}")
     for name in ("iters", "batch", "lr", "checkpoint_every", "log_every", "figure_steps"):
-        _check_positive(option(name), getattr(config, name))
+        _check_positive(name, values[name])
     for name in ("figure_every", "figure_samples", "warmup", "grad_clip", "ema_halflife"):
-        _check_positive(option(name), getattr(config, name), allow_zero=True)
-    if config.keep_checkpoints < 1:
-        raise PirfError(f"keep_checkpoints must be at least 1, got {config.keep_checkpoints}")
-    if config.seed is not None and config.seed < 0:
-        raise PirfError(f"{option('seed')} must be non-negative, got {config.seed}")
-    if config.lr_final_ratio is not None and not 0 <= config.lr_final_ratio <= 1:
-        raise PirfError(f"lr_final_ratio must lie in [0, 1], got {config.lr_final_ratio}")
-    if config.ema_rampup is not None and config.ema_rampup < 0:
-        raise PirfError(f"ema_rampup must be >= 0, got {config.ema_rampup}")
-    if config.stop_at is not None and config.stop_at <= 0:
-        raise PirfError(f"stop_at must be positive, got {config.stop_at}")
-    if config.out.exists() and not config.out.is_dir():
-        raise PirfError(f"{option('out')} {config.out} is a file; give a directory for the run")
-    if not config.data.exists():
-        raise PirfError(f"no such data file: {config.data}")
+        _check_positive(name, values[name], allow_zero=True)
+    if values["keep_checkpoints"] is not None and values["keep_checkpoints"] < 1:
+        raise PirfError(f"{option('keep_checkpoints')} must be at least 1")
+    if values["seed"] is not None and values["seed"] < 0:
+        raise PirfError(f"{option('seed')} must be non-negative, got {values['seed']}")
+    ratio = values["lr_final_ratio"]
+    if ratio is not None and not 0 <= ratio <= 1:
+        raise PirfError(f"{option('lr_final_ratio')} must lie in [0, 1], got {ratio}")
+    if values["ema_rampup"] is not None and values["ema_rampup"] < 0:
+        raise PirfError(f"{option('ema_rampup')} must be >= 0, got {values['ema_rampup']}")
+    if values["stop_at"] is not None and values["stop_at"] <= 0:
+        raise PirfError(f"{option('stop_at')} must be positive, got {values['stop_at']}")
+    if values["data"] is None or values["out"] is None:
+        raise PirfError(f"a training run needs {option('data')} and {option('out')}")
+    out = Path(values["out"])
+    if out.exists() and not out.is_dir():
+        raise PirfError(f"{option('out')} {out} is a file; give a directory for the run")
+    if not Path(values["data"]).exists():
+        raise PirfError(f"no such data file: {values['data']}")
 
 
-def resolve_config(config: TrainConfig, stored: dict[str, Any] | None = None) -> TrainConfig:
-    """Fill in every ``None`` field; ``stored`` is the training record of a resumed run.
+def stored_settings(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's settings as its checkpoints store them, as values of :class:`TrainConfig`."""
+    return stored_values(TrainConfig, stored)
 
-    For a resumed run, trajectory fields come from ``stored``; one given explicitly with a
-    different value is a :class:`PirfError`. ``iters`` defaults to the stored value.
-    """
-    values: dict[str, Any] = {}
+
+def resolve(config: TrainConfig, stored: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Every setting filled (module docstring); ``stored`` holds a resumed run's settings
+    (:func:`stored_settings`). ``iters`` defaults to the stored value, the warm-up to 5 %
+    of ``iters``."""
+    check_arguments(config)
     if stored is not None:
-        for name in TRAJECTORY_FIELDS:
-            given, before = _as_json(getattr(config, name)), stored.get(name)
-            if given is not None and given != before:
-                raise PirfError(
-                    f"{option('resume', True)}: {option(name)} is {given!r} but the run in "
-                    f"{config.out} was made with {before!r}; drop the option or start a new "
-                    f"run in another {option('out')} directory"
-                )
-            values[name] = before
-        values["iters"] = config.iters if config.iters is not None else stored.get("iters")
-    else:
-        if config.preset is None:
-            raise PirfError(
-            f"{option('preset')} is required to start a run; known: {', '.join(PRESETS)}"
+        refuse_changes(config, stored, TRAIN_RESUMABLE)
+        config = fill(config, {k: v for k, v in stored.items() if k not in INVOCATION})
+    preset = config.network.preset
+    if preset is None:
+        raise PirfError(
+            f"{option('preset')} is required to start a run; known: {', '.join(MODEL_PRESETS)}"
         )
-        values = {name: getattr(config, name) for name in TRAJECTORY_FIELDS}
-        values["iters"] = config.iters
-    defaults = PRESET_DEFAULTS[values["preset"]]
-    general = {
-        "iters": defaults["iters"],
-        "batch": defaults["batch"],
-        "lr": defaults["lr"],
-        "lr_final_ratio": 0.05,
-        "ema_halflife": defaults["ema_halflife"],
-        "ema_rampup": 0.05,
-        "grad_clip": 1.0,
-        "seed": 0,
-        "model_overrides": {},
-    }
-    for name, default in general.items():
-        if values.get(name) is None:
-            values[name] = default
-    if values["warmup"] is None:
-        values["warmup"] = max(1, round(WARMUP_FRACTION * values["iters"]))
-    if config.checkpoint_every is None:
-        values["checkpoint_every"] = defaults["checkpoint_every"]
-    if config.figure_every is None:
-        values["figure_every"] = defaults["figure_every"]
-    resolved = replace(config, **values)
-    validate_arguments(resolved)
-    return resolved
-
-
-def trajectory_record(config: TrainConfig) -> dict[str, Any]:
-    """The fields stored in a checkpoint's ``training`` entry (resolved config as JSON)."""
-    names = {f.name for f in fields(TrainConfig)} - {"resume", "progress", "extra"}
-    data = config.to_json()
-    return _as_json({name: data[name] for name in sorted(names)})
+    config = fill(config, PRESET_DEFAULTS[preset], DEFAULTS)
+    if config.optimiser.warmup is None:
+        config = with_values(config, {"warmup": default_warmup(config.optimiser.iters)})
+    check_arguments(config)
+    return config
 
 
 __all__ = [
+    "DEFAULTS",
+    "MODEL_PRESETS",
     "PRESET_DEFAULTS",
-    "TRAJECTORY_FIELDS",
+    "TRAIN_RESUMABLE",
     "WARMUP_FRACTION",
+    "Network",
+    "Preview",
     "TrainConfig",
-    "resolve_config",
-    "trajectory_record",
-    "validate_arguments",
+    "check_arguments",
+    "parse_overrides",
+    "resolve",
+    "stored_settings",
 ]

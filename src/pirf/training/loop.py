@@ -42,14 +42,10 @@ from pirf.models import (
     save_checkpoint,
 )
 from pirf.sampling import initial_noise
+from pirf.settings import record
 from pirf.training import distributed, rundir
 from pirf.training.batches import BatchSource
-from pirf.training.config import (
-    TrainConfig,
-    resolve_config,
-    trajectory_record,
-    validate_arguments,
-)
+from pirf.training.config import TrainConfig, check_arguments, resolve, stored_settings
 from pirf.training.draws import Draws
 from pirf.training.ema import EMA
 from pirf.training.figures import preview_samples, save_preview
@@ -117,27 +113,30 @@ class _Run:
         self.context = context
         self.device = context.device
         self.data = pirf.data.load(config.data)
-        self.out = Path(config.out)
-        resume_from = rundir.prepare(self.out, resume=config.resume, create=context.is_main)
+        self.out = Path(config.run.out)
+        resume_from = rundir.prepare(self.out, resume=config.run.resume, create=context.is_main)
+        if context.is_main:
+            rundir.write_config(self.out, config, "train")
         distributed.barrier(context)
         info = read_checkpoint_info(resume_from) if resume_from is not None else None
-        self.config = resolve_config(config, info.training if info is not None else None)
+        self.config = config
         cfg = self.config
-        if cfg.batch % context.world:
+        if cfg.optimiser.batch % context.world:
             raise PirfError(
-                f"{option('batch')} {cfg.batch} is not divisible by the {context.world} processes"
+                f"{option('batch')} {cfg.optimiser.batch} is not divisible by the "
+                f"{context.world} processes"
             )
         if info is not None:
             _check_resume(info, self.data)
-            if cfg.iters < info.counters.get("iteration", 0):
+            if cfg.optimiser.iters < info.counters.get("iteration", 0):
                 raise PirfError(
-                    f"{option('iters')} {cfg.iters} is below the {info.counters['iteration']} "
-                    "iterations the run has already done"
+                    f"{option('iters')} {cfg.optimiser.iters} is below the "
+                    f"{info.counters['iteration']} iterations the run has already done"
                 )
         self.draws = Draws(
-            cfg.seed,
+            cfg.optimiser.seed,
             n_data=len(self.data),
-            batch=cfg.batch,
+            batch=cfg.optimiser.batch,
             world=context.world,
             rank=context.rank,
         )
@@ -149,7 +148,11 @@ class _Run:
             channels_last=self.channels_last,
         )
         start = int(self.counters["iteration"])
-        stop = min(cfg.iters, cfg.stop_at) if cfg.stop_at is not None else cfg.iters
+        stop = (
+            min(cfg.optimiser.iters, cfg.run.stop_at)
+            if cfg.run.stop_at is not None
+            else cfg.optimiser.iters
+        )
         self.end = max(stop, start)  # the iteration this invocation stops at
 
     # ------------------------------------------------------------------------- set-up
@@ -158,34 +161,36 @@ class _Run:
         if resume_from is None:
             torch.manual_seed(self.draws.init_seed())
             model = preset_denoiser(
-                cfg.preset,
+                cfg.network.preset,
                 channels=len(self.data.channels),
                 resolution=self.data.resolution,
                 periodic=tuple(self.data.pde.grid.periodic),
-                bf16=cfg.bf16,
+                bf16=cfg.network.bf16,
                 **{
                     "position_harmonics": self.data.pde.position_harmonics(),
-                    **cfg.model_overrides,
+                    **cfg.network.model_overrides,
                 },
             )
             self.counters: dict[str, Any] = {"iteration": 0, "samples": 0, "seconds": 0.0}
             ema_state = optimizer_state = None
         else:
-            checkpoint = load_checkpoint(resume_from, bf16=cfg.bf16)
+            checkpoint = load_checkpoint(resume_from, bf16=cfg.network.bf16)
             model = checkpoint.model
             if checkpoint.ema is None or checkpoint.optimizer_state is None:
                 raise PirfError(f"{resume_from} has no EMA or optimizer state; cannot resume")
             ema_state = checkpoint.ema.state_dict()
             optimizer_state = checkpoint.optimizer_state
             self.counters = dict(checkpoint.info.counters)
-        self.channels_last = cfg.channels_last and self.device.type == "cuda"
+        self.channels_last = cfg.network.channels_last and self.device.type == "cuda"
         memory_format = torch.channels_last if self.channels_last else torch.preserve_format
         self.model = model.to(self.device, memory_format=memory_format).train()
-        self.ema = EMA(self.model, halflife=cfg.ema_halflife, rampup=cfg.ema_rampup)
+        self.ema = EMA(
+            self.model, halflife=cfg.optimiser.ema_halflife, rampup=cfg.optimiser.ema_rampup
+        )
         if ema_state is not None:
             self.ema.model.load_state_dict(ema_state)
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=cfg.lr, betas=ADAM_BETAS, eps=ADAM_EPS
+            self.model.parameters(), lr=cfg.optimiser.lr, betas=ADAM_BETAS, eps=ADAM_EPS
         )
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
@@ -206,7 +211,7 @@ class _Run:
         loss = batch_loss(self.loss_module, x, sigma, noise)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        limit = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
+        limit = self.config.optimiser.grad_clip if self.config.optimiser.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit))
         loss_value = float(distributed.mean_over_processes(loss, self.context))
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
@@ -218,8 +223,8 @@ class _Run:
                 f"{kept} (try a lower {option('lr')})"
             )
         self.optimizer.step()
-        samples = (iteration + 1) * self.config.batch
-        self.ema.update(self.model, samples_seen=samples, batch=self.config.batch)
+        samples = (iteration + 1) * self.config.optimiser.batch
+        self.ema.update(self.model, samples_seen=samples, batch=self.config.optimiser.batch)
         return loss_value, grad_norm
 
     # ------------------------------------------------------------------------- outputs
@@ -227,7 +232,7 @@ class _Run:
         path = self.out / rundir.PERIODIC / rundir.periodic_name(self.counters["iteration"])
         if self.context.is_main:
             self._save(path, optimizer=True)
-            rundir.prune(self.out, self.config.keep_checkpoints)
+            rundir.prune(self.out, self.config.run.keep_checkpoints)
             progress.message(f"checkpoint {path}")
         return path
 
@@ -240,7 +245,7 @@ class _Run:
             pde=self.data.pde,
             normalisation=self.data.normalisation,
             resolution=self.data.resolution,
-            training={**trajectory_record(self.config), "world": self.context.world},
+            training={**record(self.config), "world": self.context.world},
             counters=self.counters,
             extra={
                 **self.config.extra,
@@ -256,16 +261,17 @@ class _Run:
 
     def _figure(self, progress: TrainingProgress) -> Path | None:
         cfg = self.config
-        if not (self.context.is_main and cfg.figure_every and cfg.figure_samples):
+        wanted = cfg.run.figures and cfg.preview.figure_every and cfg.preview.figure_samples
+        if not (self.context.is_main and wanted):
             return None
         shape = (len(self.data.channels), self.data.resolution, self.data.resolution)
-        noise = initial_noise(cfg.figure_samples, shape, cfg.seed)
+        noise = initial_noise(cfg.preview.figure_samples, shape, cfg.optimiser.seed)
         fields, residual = preview_samples(
             self.ema.model,
             noise.to(device=self.device, dtype=torch.float32),
             pde=self.data.pde,
             normalisation=self.data.normalisation,
-            steps=cfg.figure_steps,
+            steps=cfg.preview.figure_steps,
         )
         iteration = self.counters["iteration"]
         path = self.out / rundir.FIGURES / f"samples-{rundir.periodic_name(iteration)}.png"
@@ -275,7 +281,7 @@ class _Run:
             residual,
             channels=self.data.channels,
             title=f"EMA samples at iteration {iteration} ({self.counters['samples']} samples, "
-            f"{cfg.figure_steps} Heun steps)",
+            f"{cfg.preview.figure_steps} Heun steps)",
         )
         progress.message(f"figure {path}")
         return path
@@ -287,7 +293,7 @@ class _Run:
         metrics = None
         if self.context.is_main:
             metrics = MetricsLog(
-                self.out / rundir.METRICS, resume_from=start if cfg.resume else None
+                self.out / rundir.METRICS, resume_from=start if cfg.run.resume else None
             )
         figures: list[str] = []
         logged: tuple[float, int] | None = None  # the last metrics line: mean loss, iterations
@@ -296,18 +302,18 @@ class _Run:
         began = time.perf_counter()
         lr: float | None = None
         with TrainingProgress(
-            enabled=cfg.progress and self.context.is_main,
+            enabled=cfg.run.progress and self.context.is_main,
             start=start,
-            total=cfg.iters,
+            total=cfg.optimiser.iters,
             label="train",
         ) as progress:
             for iteration in range(start, end):
                 lr = learning_rate(
                     iteration,
-                    base=cfg.lr,
-                    warmup=cfg.warmup,
-                    total=cfg.iters,
-                    final_ratio=cfg.lr_final_ratio,
+                    base=cfg.optimiser.lr,
+                    warmup=cfg.optimiser.warmup,
+                    total=cfg.optimiser.iters,
+                    final_ratio=cfg.optimiser.lr_final_ratio,
                 )
                 step_began = time.perf_counter()
                 loss, grad_norm = self._step(iteration, lr)
@@ -316,19 +322,19 @@ class _Run:
                 done = iteration + 1
                 self.counters = {
                     "iteration": done,
-                    "samples": done * cfg.batch,
+                    "samples": done * cfg.optimiser.batch,
                     "seconds": seconds_before + now - began,
                 }
-                speed = len(interval) * cfg.batch / max(sum(v[2] for v in interval), 1e-9)
+                speed = len(interval) * cfg.optimiser.batch / max(sum(v[2] for v in interval), 1e-9)
                 interval_loss = sum(v[0] for v in interval) / len(interval)
                 progress.update(done, interval_loss)
-                if done % cfg.log_every == 0 or done == end:
+                if done % cfg.run.log_every == 0 or done == end:
                     logged = (interval_loss, len(interval))
                     if metrics is not None:
                         metrics.append(
                             {
                                 "iteration": done,
-                                "samples": done * cfg.batch,
+                                "samples": done * cfg.optimiser.batch,
                                 "loss": interval_loss,
                                 "lr": lr,
                                 "grad_norm": sum(v[1] for v in interval) / len(interval),
@@ -337,16 +343,17 @@ class _Run:
                             }
                         )
                     interval = []
-                figure_due = cfg.figure_every and (
-                    done * cfg.batch // cfg.figure_every > iteration * cfg.batch // cfg.figure_every
+                figure_due = cfg.preview.figure_every and (
+                    done * cfg.optimiser.batch // cfg.preview.figure_every
+                    > iteration * cfg.optimiser.batch // cfg.preview.figure_every
                 )
-                if figure_due or (done == cfg.iters and cfg.figure_every):
+                if figure_due or (done == cfg.optimiser.iters and cfg.preview.figure_every):
                     figure = self._figure(progress)
                     if figure is not None:
                         figures.append(str(figure))
-                if done % cfg.checkpoint_every == 0 or done == end:
+                if done % cfg.run.checkpoint_every == 0 or done == end:
                     self._save_periodic(progress)
-            completed = self.counters["iteration"] >= cfg.iters
+            completed = self.counters["iteration"] >= cfg.optimiser.iters
             final = self.out / rundir.FINAL
             if completed and self.context.is_main:
                 self._save(final, optimizer=False)
@@ -359,17 +366,17 @@ class _Run:
             "completed": completed,
             "start_iteration": start,
             "iterations": int(self.counters["iteration"]),
-            "target_iterations": cfg.iters,
+            "target_iterations": cfg.optimiser.iters,
             "final_loss": None if logged is None else logged[0],
             "final_loss_iterations": None if logged is None else logged[1],
             "final_lr": lr,
             "seconds": elapsed,
             "total_seconds": seconds_before + elapsed,
-            "samples_per_s": (end - start) * cfg.batch / elapsed if end > start else 0.0,
+            "samples_per_s": (end - start) * cfg.optimiser.batch / elapsed if end > start else 0.0,
             "parameters": self.parameters,
-            "preset": cfg.preset,
-            "batch": cfg.batch,
-            "lr": cfg.lr,
+            "preset": cfg.network.preset,
+            "batch": cfg.optimiser.batch,
+            "lr": cfg.optimiser.lr,
             "device": str(self.device),
             "threads": torch.get_num_threads(),
             "world_size": self.context.world,
@@ -391,6 +398,18 @@ class _Run:
         self.data.close()
 
 
+def prepare(config: TrainConfig) -> TrainConfig:
+    """The run's resolved configuration (:func:`pirf.training.config.resolve`), a resumed
+    run's stored settings first. Checks the given settings before anything is read."""
+    check_arguments(config)
+    stored = None
+    if config.run.resume:
+        latest = rundir.latest_checkpoint(Path(config.run.out))
+        if latest is not None:
+            stored = stored_settings(read_checkpoint_info(latest).training)
+    return resolve(config, stored)
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train (or resume) a base model; returns the summary (also written to ``summary.json``).
 
@@ -400,12 +419,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
     Under ``torchrun`` every process calls this; rank 0 writes the files. The caller's
     random-number state is left as it was.
     """
-    validate_arguments(config)
-    if config.resume:
-        finished = rundir.finished_run(Path(config.out), config.iters)
+    requested_iters = config.optimiser.iters
+    config = prepare(config)
+    if config.run.resume:
+        finished = rundir.finished_run(Path(config.run.out), requested_iters)
         if finished is not None:
             return finished.result()
-    context = distributed.setup(config.device)
+    context = distributed.setup(config.run.device)
     try:
         devices = [context.device.index or 0] if context.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
@@ -418,4 +438,4 @@ def train(config: TrainConfig) -> dict[str, Any]:
         distributed.shutdown(context)
 
 
-__all__ = ["EDMLossModule", "batch_loss", "train", "weights_fingerprint"]
+__all__ = ["EDMLossModule", "batch_loss", "prepare", "train", "weights_fingerprint"]

@@ -35,6 +35,10 @@ PERIODIC = "checkpoints"
 METRICS = "metrics.jsonl"
 FIGURES = "figures"
 SUMMARY = "summary.json"
+CONFIG = "config.toml"
+NOT_REPRODUCED = ("resume", "stop_at", "progress")
+"""Settings of one invocation that ``config.toml`` leaves out: reading it back starts the
+same run afresh."""
 _NAME = re.compile(r"^iter-(\d+)$")
 
 
@@ -140,6 +144,24 @@ def finished_run(out: Path, iters: int | None = None) -> FinishedRun | None:
     return FinishedRun(done, target, stopped, summary)
 
 
+def write_config(out: Path, config: Any, command: str) -> Path:
+    """``OUT/config.toml``: the run's resolved settings, which ``--config`` reads back to
+    reproduce the run (bitwise on the CPU). Written atomically; returns its path."""
+    from pirf.settings import to_nested, to_toml, with_values
+
+    plain = with_values(config, dict.fromkeys(NOT_REPRODUCED))
+    text = to_toml(
+        to_nested(plain),
+        header=f"The resolved configuration of this run ({command}).\n"
+        f"Reproduce it with: pirf {command} --config config.toml --out NEW_DIRECTORY",
+    )
+    path = out / CONFIG
+    staging = out / f".{CONFIG}.tmp"
+    staging.write_text(text)
+    os.replace(staging, path)
+    return path
+
+
 def prune(out: Path, keep: int) -> None:
     """Remove all but the newest ``keep`` periodic checkpoints.
 
@@ -156,6 +178,7 @@ def prune(out: Path, keep: int) -> None:
 
 
 __all__ = [
+    "CONFIG",
     "FIGURES",
     "FINAL",
     "METRICS",
@@ -168,4 +191,5 @@ __all__ = [
     "periodic_name",
     "prepare",
     "prune",
+    "write_config",
 ]

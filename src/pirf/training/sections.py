@@ -50,12 +50,8 @@ class Optimiser:
 
     lr: float | None = setting("Peak learning rate of Adam.")
     iters: int | None = setting("Optimizer steps of the run (a resumed run may extend it).")
-    batch: int | None = setting(
-        "Samples (trajectories) per optimizer step, over all processes."
-    )
-    warmup: int | None = setting(
-        "Linear warm-up in iterations.", shown_default="5 % of --iters"
-    )
+    batch: int | None = setting("Samples (trajectories) per optimizer step, over all processes.")
+    warmup: int | None = setting("Linear warm-up in iterations.", shown_default="5 % of --iters")
     lr_final_ratio: float | None = setting(
         "Learning rate at the last iteration as a fraction of --lr (cosine decay)."
     )
