@@ -218,3 +218,19 @@ def test_mixed_weight_is_a_weighted_mean_of_the_scaled_terms():
     torch.testing.assert_close(loss(samples), expected)
     with pytest.raises(PirfError, match="reward_weight must be positive"):
         Reward(pde, NORM, reward="mixed", weight=0.0)
+
+
+def test_relative_reward_does_not_fall_when_a_sample_shrinks():
+    from pirf.finetune.reward import reward_terms
+
+    pde = pirf.pdes.get("poisson")
+    fields = _random_fields("poisson")
+    norm = Normalisation(shift=(0.0, 0.0), scale=(1.0, 0.01))
+    samples = norm.to_model(fields)
+    plain = reward_terms(pde, norm, samples, dtype=torch.float64)["residual"]
+    shrunk = reward_terms(pde, norm, 0.5 * samples, dtype=torch.float64)["residual"]
+    torch.testing.assert_close(shrunk, plain / 4)  # the residual is linear in the fields
+    relative = reward_terms(pde, norm, samples, dtype=torch.float64, relative=True)["residual"]
+    same = reward_terms(pde, norm, 0.5 * samples, dtype=torch.float64, relative=True)
+    torch.testing.assert_close(same["residual"], relative)
+    torch.testing.assert_close(relative, plain / samples.square().mean((1, 2, 3)))

@@ -130,6 +130,10 @@ class Objective:
     reward_snap: bool | None = setting(
         "The reward sees the fields snapped as evaluation snaps them (straight-through)."
     )
+    reward_relative: bool | None = setting(
+        "Divide each sample's reward by its own size (model space), so that shrinking a "
+        "sample cannot lower its loss."
+    )
     norm: str | None = setting("mse or mae of the residual.")
     normalise_reward: bool | None = setting(
         "Divide the reward by the base model's value, so that it starts near 1."
@@ -208,6 +212,7 @@ DEFAULTS: dict[str, Any] = {
     "reward": "residual",
     "reward_weight": 1.0,
     "reward_snap": False,
+    "reward_relative": False,
     "norm": "mse",
     "normalise_reward": True,
     "weight_reg": 1e-3,

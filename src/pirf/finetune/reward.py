@@ -87,6 +87,7 @@ def reward_terms(
     norm: Norm = "mse",
     dtype: torch.dtype = torch.float32,
     snap: bool = False,
+    relative: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The per-sample terms ``{name: (B,)}`` of the reward ``reward`` (module docstring),
     before any scaling. Differentiable in model-space ``samples`` ``(B, C, H, W)``.
@@ -94,7 +95,10 @@ def reward_terms(
     ``snap``: the residual sees the fields as evaluation does, projected by
     :meth:`PDE.snap`, with the gradient passed straight through the projection (as if it
     were the identity); for Darcy the reward then measures the snapped coefficient's
-    residual, which the evaluation reports."""
+    residual, which the evaluation reports. ``relative``: each sample's terms are divided
+    by its own size in model space (the mean square of its normalised fields for ``mse``,
+    their root mean square for ``mae``), so a sample cannot lower its loss by shrinking:
+    the cheapest way to a small residual, which collapses the samples' diversity."""
     if reward not in REWARDS:
         raise PirfError(f"unknown {option('reward')} '{reward}'; use one of {', '.join(REWARDS)}")
     _check(norm, dtype)
@@ -110,6 +114,9 @@ def reward_terms(
     if reward == "multiscale":
         for index, pooled in enumerate(pooled_scales(residual)):
             terms[f"scale{2**index}"] = _reduce(pooled, norm)
+    if relative:
+        size = _reduce(samples.to(dtype), norm)
+        terms = {name: values / size for name, values in terms.items()}
     return terms
 
 
@@ -130,6 +137,7 @@ class Reward:
         dtype: torch.dtype = torch.float32,
         snap: bool = False,
         weight: float = 1.0,
+        relative: bool = False,
     ) -> None:
         if reward not in REWARDS:
             raise PirfError(
@@ -146,6 +154,7 @@ class Reward:
             raise PirfError(f"{option('reward_weight')} must be positive, got {weight}")
         self.reward, self.norm, self.dtype, self.snap = reward, norm, dtype, snap
         self.weight = float(weight)
+        self.relative = relative
         self.scales: dict[str, float] | None = None
 
     def terms(self, samples: torch.Tensor, dtype: torch.dtype | None = None) -> dict:
@@ -158,6 +167,7 @@ class Reward:
             norm=self.norm,
             dtype=dtype or self.dtype,
             snap=self.snap,
+            relative=self.relative,
         )
 
     @torch.no_grad()

@@ -134,6 +134,7 @@ class PIRFTrainer:
                 norm=config.objective.norm,
                 snap=config.objective.reward_snap,
                 weight=config.objective.reward_weight,
+                relative=config.objective.reward_relative,
             )
             loss_fn = self.reward
         if config.optimiser.batch % world:
