@@ -9,17 +9,17 @@ from pirf.bench.report import pirf_bar
 from pirf.cli import main
 
 CI_SIZE = [
-    "--n-eval",
+    "--eval-n",
     "8",
-    "--n-select",
+    "--select-n",
     "4",
     "--tune-iters",
     "2",
     "--tune-batch",
     "2",
-    "--n-val",
+    "--val",
     "8",
-    "--n-test",
+    "--test",
     "16",
 ]
 
@@ -82,7 +82,7 @@ def test_bench_rejects_unknown_names(tmp_path, capsys):
 
 def test_base_is_always_a_row_and_presets_take_overrides():
     assert resolve_methods("pirf") == ["base", "pirf"]
-    assert resolve_preset("tiny", n_eval=7).n_eval == 7
+    assert resolve_preset("tiny", eval_n=7).eval_n == 7
 
 
 def _row(method, residual, mmd, nfe=39, backward=0, diversity=1.0, steps=20, consistency=0.1):
@@ -159,7 +159,7 @@ def test_pirf_bar_compares_at_equal_or_higher_cost_and_checks_fidelity():
 
 def test_method_options_reach_the_sweeps_and_reject_unknown_keys():
     from pirf.baselines.guidance import sweep_grid
-    from pirf.cli.bench import parse_method_options
+    from pirf.bench.config import parse_method_options
 
     options = parse_method_options(["diffusionpde.zeta=[0, 1e-4]", "pidm.residual_weight=1e-3"])
     assert options == {"diffusionpde": {"zeta": [0, 1e-4]}, "pidm": {"residual_weight": 1e-3}}

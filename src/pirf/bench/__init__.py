@@ -5,7 +5,8 @@ See :mod:`pirf.bench.harness` for the stage graph and the output layout,
 :mod:`pirf.bench.report` for the report.
 """
 
-from pirf.bench.harness import BENCHMARKS, plan, resolve_methods, resolve_pdes, run_bench
+from pirf.bench.config import BenchConfig
+from pirf.bench.harness import BENCHMARKS, bench, plan, resolve_methods, resolve_pdes, run_bench
 from pirf.bench.methods import METHODS
 from pirf.bench.presets import PRESETS, BenchPreset, resolve_preset
 
@@ -13,7 +14,9 @@ __all__ = [
     "BENCHMARKS",
     "METHODS",
     "PRESETS",
+    "BenchConfig",
     "BenchPreset",
+    "bench",
     "plan",
     "resolve_methods",
     "resolve_pdes",

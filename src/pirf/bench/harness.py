@@ -19,6 +19,7 @@ stage graph is printed at the start; ``OUT/report.md``, ``OUT/report.json`` and
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -31,8 +32,9 @@ from safetensors.torch import save_file
 import pirf.data
 import pirf.pdes
 from pirf.assets import shipped_checkpoint
+from pirf.bench.config import BenchConfig
 from pirf.bench.methods import METHODS, Context, Stage, write_json
-from pirf.bench.presets import BenchPreset
+from pirf.bench.presets import BenchPreset, resolve_preset
 from pirf.bench.report import write_report
 from pirf.errors import PirfError, option
 from pirf.evaluation import evaluate_fields, ground_truth_floor, prepare_reference
@@ -72,7 +74,7 @@ def resolve_pdes(text: str) -> list[str]:
 
 
 def _data_stage(ctx: Context) -> Stage:
-    sizes = {"train": ctx.preset.n_train, "val": ctx.preset.n_val, "test": ctx.preset.n_test}
+    sizes = {"train": ctx.preset.train, "val": ctx.preset.val, "test": ctx.preset.test}
 
     def run() -> None:
         pirf.data.generate_splits(
@@ -150,7 +152,7 @@ def _evaluation_stage(ctx: Context, method: str, steps: int, reference: Callable
     adapter = METHODS[method]
 
     def run() -> None:
-        sampled = adapter.sample(ctx, steps, ctx.preset.n_eval, TEST_SEED)
+        sampled = adapter.sample(ctx, steps, ctx.preset.eval_n, TEST_SEED)
         result = sampled.result
         model = ctx.model(ctx.base)
         physical = model.normalisation.to_physical(result.samples.to(torch.float64))
@@ -168,7 +170,7 @@ def _evaluation_stage(ctx: Context, method: str, steps: int, reference: Callable
                 "method": method,
                 "label": adapter.label,
                 "steps": steps,
-                "n": ctx.preset.n_eval,
+                "n": ctx.preset.eval_n,
                 "seed": TEST_SEED,
                 "nfe": result.nfe_per_sample,
                 "backward_per_sample": sampled.backward_per_sample,
@@ -191,7 +193,7 @@ def _ground_truth_stage(ctx: Context, reference: Callable) -> Stage:
             model.pde,
             reference(),
             reference().normalisation,
-            n_samples=ctx.preset.n_eval,
+            n_samples=ctx.preset.eval_n,
             seed=TEST_SEED,
         )
         data = pirf.data.load(ctx.test)
@@ -270,6 +272,7 @@ def run_bench(
     command: str = "",
     options: dict[str, dict[str, Any]] | None = None,
     report_only: bool = False,
+    config: Any = None,
 ) -> dict[str, Any]:
     """Run (or resume) the comparison; returns the report (also ``OUT/report.json``).
 
@@ -291,9 +294,11 @@ def run_bench(
         raise PirfError(f"{option('out')} {out} is a file; give a directory")
     if report_only and not out.is_dir():
         raise PirfError(f"{option('report_only', True)}: {out} holds no bench to report on")
-    out.mkdir(parents=True, exist_ok=True)
     contexts = [_context(out, pde, preset, device, progress, steps, options) for pde in pdes]
     graph = {ctx.pde_name: plan(ctx, methods, steps) for ctx in contexts}
+    out.mkdir(parents=True, exist_ok=True)
+    if config is not None and not report_only:
+        rundir.write_config(out, config, "bench")
     say(f"stage graph ({sum(len(s) for s in graph.values())} stages; done ones are skipped):")
     for pde, stages in graph.items():
         for stage in stages:
@@ -309,6 +314,7 @@ def run_bench(
             stage.run()
             say(f"{pde}: {stage.name} done in {time.perf_counter() - mark:.1f} s")
     settings = {
+        "out": str(out),
         "preset": preset.to_json(),
         "pdes": pdes,
         "methods": methods,
@@ -324,4 +330,46 @@ def run_bench(
     return write_report(out, contexts, methods, list(steps), settings)
 
 
-__all__ = ["plan", "resolve_methods", "resolve_pdes", "run_bench"]
+def bench(config: BenchConfig, *, say: Say | None = None, command: str = "") -> dict[str, Any]:
+    """The benchmark a :class:`~pirf.bench.config.BenchConfig` describes, as ``pirf bench``
+    runs it: resolve the settings (the preset's sizes), check them, run or resume every
+    stage (:func:`run_bench`), write ``OUT/config.toml`` and, if asked, the compact results
+    file; returns the report."""
+    from pirf.bench.config import resolve
+    from pirf.bench.report import results_json
+    from pirf.devices import resolve_device
+    from pirf.settings import flat
+
+    config = resolve(config)
+    if config.out is None:
+        raise PirfError(f"a bench needs {option('out')} (its output directory)")
+    results = config.results_json
+    if results is not None and not Path(results).parent.is_dir():
+        raise PirfError(
+            f"{option('results_json')} {results}: its folder does not exist; create it first"
+        )
+    sizes = {name: value for name, value in flat(config.sizes).items()}
+    preset = resolve_preset(config.preset, **sizes)
+    methods = resolve_methods(config.methods)
+    report = run_bench(
+        config.out,
+        preset=preset,
+        pdes=resolve_pdes(config.pdes),
+        methods=methods,
+        steps=config.steps,
+        device=str(resolve_device(config.device)),
+        progress=bool(config.progress),
+        say=say,
+        command=command,
+        options=config.method_options,
+        report_only=bool(config.report_only),
+        config=config,
+    )
+    if results is not None:
+        staging = Path(results).with_name(f".{Path(results).name}.tmp")
+        staging.write_text(json.dumps(results_json(report), indent=1) + "\n")
+        staging.replace(results)
+    return report
+
+
+__all__ = ["bench", "plan", "resolve_methods", "resolve_pdes", "run_bench"]

@@ -215,7 +215,7 @@ def _sweep(
     model = ctx.model(ctx.base)
     base_samples = generate(
         model.denoiser,
-        ctx.preset.n_select,
+        ctx.preset.select_n,
         model.shape,
         VALIDATION_SEED,
         steps=ctx.sweep_steps,
@@ -239,7 +239,7 @@ def _sweep(
         "base_fidelity": base_fidelity,
         "band": FIDELITY_BAND,
         "seed": VALIDATION_SEED,
-        "n": ctx.preset.n_select,
+        "n": ctx.preset.select_n,
         "steps": ctx.sweep_steps,
         "seconds": time.perf_counter() - began,
     }
@@ -282,7 +282,7 @@ class Guided(Method):
                 grid,
                 lambda s: (
                     self._generate(
-                        ctx, s, ctx.sweep_steps, ctx.preset.n_select, VALIDATION_SEED
+                        ctx, s, ctx.sweep_steps, ctx.preset.select_n, VALIDATION_SEED
                     ).samples
                 ),
             )
@@ -406,7 +406,7 @@ class PGDiffusion(Method):
                 grid,
                 lambda s: (
                     self._generate(
-                        ctx, s, ctx.sweep_steps, ctx.preset.n_select, VALIDATION_SEED
+                        ctx, s, ctx.sweep_steps, ctx.preset.select_n, VALIDATION_SEED
                     ).samples
                 ),
             )
@@ -459,7 +459,7 @@ class PIRF(Method):
             # The guard and the best checkpoint compare biased MMDs, whose ratios shrink
             # toward 1 on few samples: judge the run on as many (validation) samples as
             # the report's test evaluation uses.
-            "eval_n": ctx.preset.n_eval,
+            "eval_n": ctx.preset.eval_n,
             **self.changes,
             **ctx.option(self.name),
         }

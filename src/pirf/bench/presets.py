@@ -19,12 +19,12 @@ class BenchPreset:
     """What one preset runs (see the module docstring)."""
 
     name: str
-    n_train: int
-    n_test: int
-    n_val: int
-    n_eval: int
+    train: int
+    test: int
+    val: int
+    eval_n: int
     """Samples per method and sampler budget in the evaluation (test seeds)."""
-    n_select: int
+    select_n: int
     """Samples per candidate setting in the baselines' sweeps (validation seeds)."""
     base_iters: int | None
     """Base-model training iterations (None: the model preset's default)."""
@@ -60,11 +60,11 @@ PRESETS: dict[str, BenchPreset] = {
 }
 
 OVERRIDABLE = (
-    "n_train",
-    "n_test",
-    "n_val",
-    "n_eval",
-    "n_select",
+    "train",
+    "test",
+    "val",
+    "eval_n",
+    "select_n",
     "base_iters",
     "tune_iters",
     "tune_batch",
@@ -86,9 +86,9 @@ def resolve_preset(name: str, **overrides: int | None) -> BenchPreset:
         value = getattr(preset, key)
         if value is not None and value <= 0:
             raise PirfError(f"{option(key)} must be positive, got {value}")
-    if preset.n_test < 4 or preset.n_val < 4:
+    if preset.test < 4 or preset.val < 4:
         raise PirfError(
-            f"{option('n_test')} and {option('n_val')} must be at least 4 "
+            f"{option('test')} and {option('val')} must be at least 4 "
             "(fidelity compares halves)"
         )
     return preset

@@ -264,7 +264,7 @@ def write_report(
     lines = [
         "# pirf benchmark report",
         "",
-        f"Preset `{preset['name']}`; {preset['n_eval']} samples per method and budget on the "
+        f"Preset `{preset['name']}`; {preset['eval_n']} samples per method and budget on the "
         f"test seeds ({settings['test_seed']}); selections on validation seeds; "
         + (
             "written from the results on disk."

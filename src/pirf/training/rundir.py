@@ -36,7 +36,7 @@ METRICS = "metrics.jsonl"
 FIGURES = "figures"
 SUMMARY = "summary.json"
 CONFIG = "config.toml"
-NOT_REPRODUCED = ("resume", "stop_at", "progress")
+NOT_REPRODUCED = ("resume", "stop_at", "progress", "report_only")
 """Settings of one invocation that ``config.toml`` leaves out: reading it back starts the
 same run afresh."""
 _NAME = re.compile(r"^iter-(\d+)$")
@@ -147,9 +147,10 @@ def finished_run(out: Path, iters: int | None = None) -> FinishedRun | None:
 def write_config(out: Path, config: Any, command: str) -> Path:
     """``OUT/config.toml``: the run's resolved settings, which ``--config`` reads back to
     reproduce the run (bitwise on the CPU). Written atomically; returns its path."""
-    from pirf.settings import to_nested, to_toml, with_values
+    from pirf.settings import flat, to_nested, to_toml, with_values
 
-    plain = with_values(config, dict.fromkeys(NOT_REPRODUCED))
+    names = set(flat(config))
+    plain = with_values(config, dict.fromkeys(n for n in NOT_REPRODUCED if n in names))
     text = to_toml(
         to_nested(plain),
         header=f"The resolved configuration of this run ({command}).\n"
