@@ -55,9 +55,8 @@ from pirf.training.batches import BatchSource
 from pirf.training.config import WARMUP_FRACTION
 from pirf.training.draws import Draws
 from pirf.training.ema import EMA
-from pirf.training.loop import ADAM_BETAS, ADAM_EPS
 from pirf.training.progress import TrainingProgress
-from pirf.training.schedule import learning_rate
+from pirf.training.schedule import adam, learning_rate
 
 ESTIMATES: tuple[str, ...] = ("one-step", "sample")
 """Which clean-field estimate the residual loss judges."""
@@ -216,7 +215,7 @@ def optimise(
     """
     draws = Draws(seed, n_data=len(fields), batch=batch)
     batches = BatchSource(fields, draws, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS)
+    optimizer = adam(model.parameters(), lr)
     warmup = warmup_iterations(iters)
     limit = grad_clip if grad_clip > 0 else math.inf
     history: list[dict[str, float]] = []

@@ -55,7 +55,7 @@ from pirf.pdes.normalisation import Normalisation
 from pirf.sampling import Precision, karras_sigmas
 from pirf.seeding import unit_seed
 from pirf.training.ema import ema_beta
-from pirf.training.schedule import learning_rate
+from pirf.training.schedule import adam, learning_rate
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 """Per-sample loss ``(B,)`` of model-space samples ``(B, C, H, W)``; differentiable."""
@@ -65,7 +65,6 @@ NOISE_STREAM = 32
 stream draws each process's trajectory randomness (ReFL step, DRaFT-LV noise)."""
 LORA_STREAM = 34
 """Seed stream of the LoRA factors' initialisation."""
-ADAM_BETAS = (0.9, 0.999)
 
 
 @dataclass(frozen=True)
@@ -159,7 +158,7 @@ class PIRFTrainer:
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.named_trainable = self._select(top_prefixes)
         self.trainable = [p for _, p in self.named_trainable]
-        self.optimizer = torch.optim.Adam(self.trainable, lr=config.optimiser.lr, betas=ADAM_BETAS)
+        self.optimizer = adam(self.trainable, config.optimiser.lr)
         self.precision = Precision(
             bf16=config.trajectory.bf16 and self.device.type == "cuda",
             fp32_steps=config.trajectory.fp32_steps,

@@ -1,16 +1,16 @@
-"""The training loop: EDM loss, Adam with warm-up and cosine decay, EMA, clipping, DDP.
+"""Base training: the EDM-loss task of the run loop (:mod:`pirf.training.runloop`).
 
-One step of ``train``:
+One step of ``train`` (the run loop has set its learning rate, a pure function of the
+iteration):
 
-1. set the learning rate of the step (a pure function of the iteration);
-2. take this process's share of the step's samples (normalised fields) and their noise
+1. take this process's share of the step's samples (normalised fields) and their noise
    levels and noise fields, all keyed by ``(seed, sample position)``;
-3. re-seed the global generator from ``(seed, iteration, rank)`` (dropout), compute the
+2. re-seed the global generator from ``(seed, iteration, rank)`` (dropout), compute the
    mean EDM loss and back-propagate (DDP averages the gradients over processes);
-4. average the loss over processes; stop with a :class:`PirfError` if the loss or the
+3. average the loss over processes; stop with a :class:`PirfError` if the loss or the
    gradient norm is not finite (the last periodic checkpoint stays the newest);
-5. clip the gradient norm, take the Adam step, update the EMA;
-6. log, preview and checkpoint on the main process.
+4. clip the gradient norm, take the Adam step, update the EMA;
+5. the run loop logs and checkpoints; the task draws a preview figure when due.
 
 Nothing else draws random numbers, so a run resumed from a checkpoint (weights, EMA, Adam
 state and the iteration counter) computes bitwise the same weights on the CPU as a run
@@ -49,12 +49,8 @@ from pirf.training.config import TrainConfig, check_arguments, resolve, stored_s
 from pirf.training.draws import Draws
 from pirf.training.ema import EMA
 from pirf.training.figures import preview_samples, save_preview
-from pirf.training.metrics_log import MetricsLog
-from pirf.training.progress import TrainingProgress
-from pirf.training.schedule import learning_rate
-
-ADAM_BETAS = (0.9, 0.999)
-ADAM_EPS = 1e-8
+from pirf.training.runloop import LoopSettings, RunLoop, StepStats
+from pirf.training.schedule import adam
 
 
 class EDMLossModule(nn.Module):
@@ -106,8 +102,11 @@ def _check_resume(info: Any, data: pirf.data.PDEDataset) -> None:
         )
 
 
-class _Run:
-    """State of one invocation of :func:`train` on one process."""
+class EDMTraining:
+    """The base-training task of the run loop (:class:`pirf.training.runloop.Task`): one
+    EDM-loss step per iteration, the EMA, preview figures, checkpoints."""
+
+    label = "train"
 
     def __init__(self, config: TrainConfig, context: distributed.DistContext) -> None:
         self.context = context
@@ -147,13 +146,14 @@ class _Run:
             self.device,
             channels_last=self.channels_last,
         )
-        start = int(self.counters["iteration"])
+        start = int(self.start_counters["iteration"])
         stop = (
             min(cfg.optimiser.iters, cfg.run.stop_at)
             if cfg.run.stop_at is not None
             else cfg.optimiser.iters
         )
         self.end = max(stop, start)  # the iteration this invocation stops at
+        self.figures: list[str] = []
 
     # ------------------------------------------------------------------------- set-up
     def _build(self, resume_from: Path | None) -> None:
@@ -171,7 +171,7 @@ class _Run:
                     **cfg.network.model_overrides,
                 },
             )
-            self.counters: dict[str, Any] = {"iteration": 0, "samples": 0, "seconds": 0.0}
+            self.start_counters: dict[str, Any] = {"iteration": 0, "samples": 0, "seconds": 0.0}
             ema_state = optimizer_state = None
         else:
             checkpoint = load_checkpoint(resume_from, bf16=cfg.network.bf16)
@@ -180,7 +180,7 @@ class _Run:
                 raise PirfError(f"{resume_from} has no EMA or optimizer state; cannot resume")
             ema_state = checkpoint.ema.state_dict()
             optimizer_state = checkpoint.optimizer_state
-            self.counters = dict(checkpoint.info.counters)
+            self.start_counters = dict(checkpoint.info.counters)
         self.channels_last = cfg.network.channels_last and self.device.type == "cuda"
         memory_format = torch.channels_last if self.channels_last else torch.preserve_format
         self.model = model.to(self.device, memory_format=memory_format).train()
@@ -189,9 +189,7 @@ class _Run:
         )
         if ema_state is not None:
             self.ema.model.load_state_dict(ema_state)
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=cfg.optimiser.lr, betas=ADAM_BETAS, eps=ADAM_EPS
-        )
+        self.optimizer = adam(self.model.parameters(), cfg.optimiser.lr)
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
         loss_module: nn.Module = EDMLossModule(self.model)
@@ -201,18 +199,19 @@ class _Run:
         self.loss_module = loss_module
         self.parameters = sum(p.numel() for p in self.model.parameters())
 
-    # ------------------------------------------------------------------------- one step
-    def _step(self, iteration: int, lr: float) -> tuple[float, float]:
-        """One optimizer step; returns the (process-averaged) loss and the gradient norm."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+    # ------------------------------------------------------------------------- the task
+    def step(self, iteration: int, lr: float) -> StepStats:
+        """One optimizer step (the loop has set the rate ``lr``)."""
+        began = time.perf_counter()
         x, sigma, noise = self.batches.get(iteration, prefetch_next=iteration + 1 < self.end)
         torch.manual_seed(self.draws.dropout_seed(iteration))
         loss = batch_loss(self.loss_module, x, sigma, noise)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        limit = self.config.optimiser.grad_clip if self.config.optimiser.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit))
+        clip = self.config.optimiser.grad_clip
+        grad_norm = float(
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else math.inf)
+        )
         loss_value = float(distributed.mean_over_processes(loss, self.context))
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
             latest = rundir.latest_checkpoint(self.out)
@@ -225,30 +224,43 @@ class _Run:
         self.optimizer.step()
         samples = (iteration + 1) * self.config.optimiser.batch
         self.ema.update(self.model, samples_seen=samples, batch=self.config.optimiser.batch)
-        return loss_value, grad_norm
+        return StepStats(loss_value, grad_norm, time.perf_counter() - began)
 
-    # ------------------------------------------------------------------------- outputs
-    def _save_periodic(self, progress: TrainingProgress) -> Path:
-        path = self.out / rundir.PERIODIC / rundir.periodic_name(self.counters["iteration"])
-        if self.context.is_main:
-            self._save(path, optimizer=True)
-            rundir.prune(self.out, self.config.run.keep_checkpoints)
-            progress.message(f"checkpoint {path}")
-        return path
+    def counters(self, done: int) -> dict[str, Any]:
+        return {"samples": done * self.config.optimiser.batch}
 
-    def _save(self, path: Path, *, optimizer: bool) -> None:
+    def begin(self, loop: RunLoop) -> None:
+        """Nothing to measure before the first step of a base model."""
+
+    def guard(self, stats: StepStats) -> str | None:
+        """A non-finite loss stops training with an error in :meth:`step` instead."""
+        return None
+
+    def after_step(self, loop: RunLoop, done: int, stopping: bool) -> str | None:
+        """A preview figure every ``figure_every`` samples and at the end."""
+        cfg = self.config
+        batch, every = cfg.optimiser.batch, cfg.preview.figure_every
+        due = every and done * batch // every > (done - 1) * batch // every
+        if due or (done == cfg.optimiser.iters and every):
+            figure = self._figure(loop)
+            if figure is not None:
+                self.figures.append(str(figure))
+        return None
+
+    def save(self, path: Path, *, periodic: bool, counters: dict[str, Any]) -> None:
+        cfg = self.config
         save_checkpoint(
             path,
             self.model,
             ema=self.ema.model,
-            optimizer=self.optimizer if optimizer else None,
+            optimizer=self.optimizer if periodic else None,
             pde=self.data.pde,
             normalisation=self.data.normalisation,
             resolution=self.data.resolution,
-            training={**record(self.config), "world": self.context.world},
-            counters=self.counters,
+            training={**record(cfg), "world": self.context.world},
+            counters=counters,
             extra={
-                **self.config.extra,
+                **cfg.extra,
                 "data": {
                     "path": str(self.data.path),
                     "samples": len(self.data),
@@ -259,7 +271,34 @@ class _Run:
             overwrite=True,
         )
 
-    def _figure(self, progress: TrainingProgress) -> Path | None:
+    def summary(self, loop: RunLoop) -> dict[str, Any]:
+        cfg = self.config
+        done = loop.iteration - int(self.start_counters["iteration"])
+        checkpoint = loop.out / rundir.FINAL
+        if not checkpoint.is_dir() or loop.iteration < cfg.optimiser.iters:
+            checkpoint = rundir.latest_checkpoint(self.out) or checkpoint
+        return {
+            "checkpoint": str(checkpoint),
+            "samples_per_s": done * cfg.optimiser.batch / loop.counters["seconds"]
+            if done and loop.counters["seconds"]
+            else 0.0,
+            "parameters": self.parameters,
+            "preset": cfg.network.preset,
+            "batch": cfg.optimiser.batch,
+            "lr": cfg.optimiser.lr,
+            "device": str(self.device),
+            "threads": torch.get_num_threads(),
+            "world_size": self.context.world,
+            "rank": self.context.rank,
+            "figures": self.figures,
+            "weights_sha256": {
+                "model": weights_fingerprint(self.model),
+                "ema": weights_fingerprint(self.ema.model),
+            },
+        }
+
+    # ------------------------------------------------------------------------- outputs
+    def _figure(self, loop: RunLoop) -> Path | None:
         cfg = self.config
         wanted = cfg.run.figures and cfg.preview.figure_every and cfg.preview.figure_samples
         if not (self.context.is_main and wanted):
@@ -273,124 +312,18 @@ class _Run:
             normalisation=self.data.normalisation,
             steps=cfg.preview.figure_steps,
         )
-        iteration = self.counters["iteration"]
+        iteration = loop.iteration
         path = self.out / rundir.FIGURES / f"samples-{rundir.periodic_name(iteration)}.png"
         save_preview(
             path,
             fields,
             residual,
             channels=self.data.channels,
-            title=f"EMA samples at iteration {iteration} ({self.counters['samples']} samples, "
+            title=f"EMA samples at iteration {iteration} ({loop.counters['samples']} samples, "
             f"{cfg.preview.figure_steps} Heun steps)",
         )
-        progress.message(f"figure {path}")
+        loop.message(f"figure {path}")
         return path
-
-    # ------------------------------------------------------------------------- the loop
-    def run(self) -> dict[str, Any]:
-        cfg = self.config
-        start, end = int(self.counters["iteration"]), self.end
-        metrics = None
-        if self.context.is_main:
-            metrics = MetricsLog(
-                self.out / rundir.METRICS, resume_from=start if cfg.run.resume else None
-            )
-        figures: list[str] = []
-        logged: tuple[float, int] | None = None  # the last metrics line: mean loss, iterations
-        interval: list[tuple[float, float, float]] = []  # loss, gradient norm, step seconds
-        seconds_before = float(self.counters.get("seconds", 0.0))
-        began = time.perf_counter()
-        lr: float | None = None
-        with TrainingProgress(
-            enabled=cfg.run.progress and self.context.is_main,
-            start=start,
-            total=cfg.optimiser.iters,
-            label="train",
-        ) as progress:
-            for iteration in range(start, end):
-                lr = learning_rate(
-                    iteration,
-                    base=cfg.optimiser.lr,
-                    warmup=cfg.optimiser.warmup,
-                    total=cfg.optimiser.iters,
-                    final_ratio=cfg.optimiser.lr_final_ratio,
-                )
-                step_began = time.perf_counter()
-                loss, grad_norm = self._step(iteration, lr)
-                now = time.perf_counter()
-                interval.append((loss, grad_norm, now - step_began))
-                done = iteration + 1
-                self.counters = {
-                    "iteration": done,
-                    "samples": done * cfg.optimiser.batch,
-                    "seconds": seconds_before + now - began,
-                }
-                speed = len(interval) * cfg.optimiser.batch / max(sum(v[2] for v in interval), 1e-9)
-                interval_loss = sum(v[0] for v in interval) / len(interval)
-                progress.update(done, interval_loss)
-                if done % cfg.run.log_every == 0 or done == end:
-                    logged = (interval_loss, len(interval))
-                    if metrics is not None:
-                        metrics.append(
-                            {
-                                "iteration": done,
-                                "samples": done * cfg.optimiser.batch,
-                                "loss": interval_loss,
-                                "lr": lr,
-                                "grad_norm": sum(v[1] for v in interval) / len(interval),
-                                "samples_per_s": speed,
-                                "seconds": self.counters["seconds"],
-                            }
-                        )
-                    interval = []
-                figure_due = cfg.preview.figure_every and (
-                    done * cfg.optimiser.batch // cfg.preview.figure_every
-                    > iteration * cfg.optimiser.batch // cfg.preview.figure_every
-                )
-                if figure_due or (done == cfg.optimiser.iters and cfg.preview.figure_every):
-                    figure = self._figure(progress)
-                    if figure is not None:
-                        figures.append(str(figure))
-                if done % cfg.run.checkpoint_every == 0 or done == end:
-                    self._save_periodic(progress)
-            completed = self.counters["iteration"] >= cfg.optimiser.iters
-            final = self.out / rundir.FINAL
-            if completed and self.context.is_main:
-                self._save(final, optimizer=False)
-                progress.message(f"final checkpoint {final}")
-        elapsed = time.perf_counter() - began
-        checkpoint = final if completed else rundir.latest_checkpoint(self.out)
-        summary = {
-            "out": str(self.out),
-            "checkpoint": str(checkpoint),
-            "completed": completed,
-            "start_iteration": start,
-            "iterations": int(self.counters["iteration"]),
-            "target_iterations": cfg.optimiser.iters,
-            "final_loss": None if logged is None else logged[0],
-            "final_loss_iterations": None if logged is None else logged[1],
-            "final_lr": lr,
-            "seconds": elapsed,
-            "total_seconds": seconds_before + elapsed,
-            "samples_per_s": (end - start) * cfg.optimiser.batch / elapsed if end > start else 0.0,
-            "parameters": self.parameters,
-            "preset": cfg.network.preset,
-            "batch": cfg.optimiser.batch,
-            "lr": cfg.optimiser.lr,
-            "device": str(self.device),
-            "threads": torch.get_num_threads(),
-            "world_size": self.context.world,
-            "rank": self.context.rank,
-            "metrics": str(self.out / rundir.METRICS),
-            "figures": figures,
-            "weights_sha256": {
-                "model": weights_fingerprint(self.model),
-                "ema": weights_fingerprint(self.ema.model),
-            },
-        }
-        if self.context.is_main:
-            (self.out / rundir.SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
-        return summary
 
     def close(self) -> None:
         """Release the data file and the batch thread."""
@@ -429,13 +362,31 @@ def train(config: TrainConfig) -> dict[str, Any]:
     try:
         devices = [context.device.index or 0] if context.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            run = _Run(config, context)
+            task = EDMTraining(config, context)
             try:
-                return run.run()
+                loop = RunLoop(
+                    task,
+                    LoopSettings(
+                        out=task.out,
+                        optimiser=config.optimiser,
+                        checkpoint_every=config.run.checkpoint_every,
+                        keep_checkpoints=config.run.keep_checkpoints,
+                        log_every=config.run.log_every,
+                        stop_at=config.run.stop_at,
+                        resume=bool(config.run.resume),
+                        progress=bool(config.run.progress),
+                        main=context.is_main,
+                    ),
+                    task.start_counters,
+                )
+                summary = loop.run()
+                if context.is_main:
+                    (task.out / rundir.SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+                return summary
             finally:
-                run.close()
+                task.close()
     finally:
         distributed.shutdown(context)
 
 
-__all__ = ["EDMLossModule", "batch_loss", "prepare", "train", "weights_fingerprint"]
+__all__ = ["EDMLossModule", "EDMTraining", "batch_loss", "prepare", "train", "weights_fingerprint"]

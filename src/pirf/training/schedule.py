@@ -1,13 +1,32 @@
-"""Learning-rate schedule: linear warm-up, then cosine decay to a floor.
+"""The optimiser of every run: Adam, and its learning rate (linear warm-up, cosine decay).
 
-The rate is a pure function of the iteration, so a resumed run needs no scheduler state:
-the loop sets it on the optimizer before every step. Warm-up is short by default (5% of the
-run); the reference code's warm-up was so long that its target rate was never reached.
+Base training, PIRF fine-tuning and the trained baselines share these. The rate is a pure
+function of the iteration, so a resumed run needs no scheduler state: the run loop sets it
+on the optimizer before every step. Warm-up is short by default (5 % of the run); the
+reference code's warm-up was so long that its target rate was never reached.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import Any
+
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
+def adam(parameters: Iterable[Any], lr: float) -> Any:
+    """Adam with pirf's betas and epsilon over ``parameters``."""
+    import torch
+
+    return torch.optim.Adam(parameters, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS)
+
+
+def set_learning_rate(optimizer: Any, lr: float) -> None:
+    """Set ``lr`` on every parameter group of ``optimizer``."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def learning_rate(
@@ -28,4 +47,23 @@ def learning_rate(
     return base * (final_ratio + (1.0 - final_ratio) * cosine)
 
 
-__all__ = ["learning_rate"]
+def scheduled_rate(optimiser: Any, iteration: int) -> float:
+    """The rate of step ``iteration`` for a resolved optimiser section
+    (:class:`pirf.training.sections.Optimiser`)."""
+    return learning_rate(
+        iteration,
+        base=optimiser.lr,
+        warmup=optimiser.warmup,
+        total=optimiser.iters,
+        final_ratio=optimiser.lr_final_ratio,
+    )
+
+
+__all__ = [
+    "ADAM_BETAS",
+    "ADAM_EPS",
+    "adam",
+    "learning_rate",
+    "scheduled_rate",
+    "set_learning_rate",
+]
