@@ -31,13 +31,13 @@ from pirf.models import (
     EDMDenoiser,
     edm_loss,
     load_checkpoint,
+    load_model,
     preset_denoiser,
     read_checkpoint_info,
     save_checkpoint,
 )
 from pirf.pdes.normalisation import Normalisation
 from pirf.sampling import karras_sigmas, sample
-from pirf.sampling.from_checkpoint import load_model
 
 PDE = pirf.pdes.get("poisson")
 NORMALISATION = Normalisation((0.1, -0.2), (2.0, 0.5))

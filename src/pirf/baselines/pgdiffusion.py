@@ -46,7 +46,6 @@ from pirf.baselines.pidm import (
     BaselineRunConfig,
     check_positive,
     check_run,
-    load_base,
     optimise,
     save_baseline,
     training_data,
@@ -63,6 +62,7 @@ from pirf.finetune.reward import residual_loss
 from pirf.models import (
     EDMDenoiser,
     edm_coefficients,
+    load_model,
     loss_weight,
     register_backbone,
 )
@@ -447,12 +447,13 @@ def pgdiffusion_train(config: PGDiffusionConfig) -> dict[str, Any]:
     if not 0.0 <= config.drop_prob <= 1.0:
         raise PirfError(f"drop_prob must lie in [0, 1], got {config.drop_prob}")
     device = resolve_device(config.device)
-    base = load_base(config.ckpt, device)
+    # Float32 and no bf16 autocast, as for PIDM: the condition is a residual gradient.
+    base = load_model(config.ckpt, device=device, bf16=False, float32=True)
     data = training_data(base, config.data)
     draws = Draws(config.seed, n_data=len(data.fields), batch=config.batch)
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(draws.init_seed())
-        model = pg_from_base(base.model)
+        model = pg_from_base(base.denoiser)
 
     def loss_fn(
         iteration: int, x: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor

@@ -22,8 +22,8 @@ cosine decay. Every random draw is a pure function of ``(seed, iteration)``
 ``OUT/checkpoint`` in the base checkpoint's format, so everything that samples or
 evaluates a pirf checkpoint takes it unchanged.
 
-The helpers of the training loop (:func:`load_base`, :func:`training_data`,
-:func:`optimise`, :func:`final_means`) are shared with the other trained baseline,
+The helpers of the training loop (:func:`training_data`, :func:`optimise`,
+:func:`final_means`) are shared with the other trained baseline,
 :mod:`pirf.baselines.pgdiffusion`.
 """
 
@@ -46,8 +46,14 @@ import pirf.pdes
 from pirf.devices import resolve_device
 from pirf.errors import PirfError
 from pirf.finetune.reward import residual_loss
-from pirf.models import EDMDenoiser, check_matches, load_checkpoint, loss_weight, save_checkpoint
-from pirf.models.checkpoint import Checkpoint, file_sha256
+from pirf.models import (
+    EDMDenoiser,
+    LoadedModel,
+    check_matches,
+    load_model,
+    loss_weight,
+    save_checkpoint,
+)
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import Normalisation
 from pirf.sampling.schedule import RHO, SIGMA_MIN
@@ -71,49 +77,6 @@ SUMMARY = "summary.json"
 
 # --------------------------------------------------------------------------- shared helpers
 @dataclass(frozen=True)
-class BaseModel:
-    """A base checkpoint opened for fine-tuning."""
-
-    checkpoint: Checkpoint
-    model: EDMDenoiser
-    """Float32 copy of the starting weights: the EMA weights if the checkpoint has them."""
-    pde: PDE
-    normalisation: Normalisation
-    resolution: tuple[int, int]
-    sha256: str
-    """SHA-256 of the base's ``checkpoint.json`` (identifies the base in the new one)."""
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of one sample."""
-        return (len(self.pde.channels), *self.resolution)
-
-
-def load_base(ckpt: str | Path, device: torch.device) -> BaseModel:
-    """Load a base checkpoint in full float32 precision (no bf16 autocast).
-
-    The residual of a bf16 estimate is dominated by rounding, which would drown the very
-    signal these baselines train on; hence float32 throughout.
-    """
-    checkpoint = load_checkpoint(ckpt, device=device, optimizer=False, bf16=False)
-    info = checkpoint.info
-    if info.pde is None or info.normalisation is None or info.resolution is None:
-        raise PirfError(
-            f"{ckpt}: the checkpoint lacks its PDE, normalisation or resolution; "
-            "make it with pirf train (or save_checkpoint with pde, normalisation, resolution)"
-        )
-    start = checkpoint.ema if checkpoint.ema is not None else checkpoint.model
-    return BaseModel(
-        checkpoint=checkpoint,
-        model=start.float(),
-        pde=pirf.pdes.from_metadata(info.pde, source=str(ckpt)),
-        normalisation=info.normalisation,
-        resolution=info.resolution,
-        sha256=file_sha256(Path(ckpt) / "checkpoint.json"),
-    )
-
-
-@dataclass(frozen=True)
 class TrainingData:
     """Training fields in the base model's space, and what the checkpoint records of them."""
 
@@ -123,7 +86,7 @@ class TrainingData:
     record: dict[str, Any]
 
 
-def training_data(base: BaseModel, path: str | Path) -> TrainingData:
+def training_data(base: LoadedModel, path: str | Path) -> TrainingData:
     """Read a fields file after checking it holds the base model's PDE (name, parameters,
     channels) at its resolution; PirfError names the first difference."""
     data = pirf.data.load(path)
@@ -279,7 +242,7 @@ def save_baseline(
     config: Any,
     model: nn.Module,
     ema: nn.Module | None,
-    base: BaseModel,
+    base: LoadedModel,
     data: TrainingData,
     run: Optimisation,
     *,
@@ -531,14 +494,16 @@ def pidm_finetune(config: PIDMConfig) -> dict[str, Any]:
     """Fine-tune a base checkpoint with the PIDM loss; returns the run's summary.
 
     Writes ``OUT/checkpoint`` (model = the fine-tuned weights, ema = their EMA; loadable by
-    :func:`pirf.sampling.from_checkpoint.load_model`) and ``OUT/summary.json``. The
+    :func:`pirf.models.load_model`) and ``OUT/summary.json``. The
     checkpoint's ``extra`` says ``"baseline": "pidm"`` and names the base and the data.
     """
     _validate(config)
     device = resolve_device(config.device)
-    base = load_base(config.ckpt, device)
+    # Float32 and no bf16 autocast: the residual of a bf16 estimate is dominated by
+    # rounding, which would drown the very signal this loss trains on.
+    base = load_model(config.ckpt, device=device, bf16=False, float32=True)
     data = training_data(base, config.data)
-    model = copy.deepcopy(base.model)
+    model = copy.deepcopy(base.denoiser)
     ema = EMA(model, halflife=config.ema_halflife, rampup=None)
 
     def loss_fn(
@@ -592,7 +557,6 @@ def pidm_finetune(config: PIDMConfig) -> dict[str, Any]:
 
 __all__ = [
     "ESTIMATES",
-    "BaseModel",
     "BaselineRunConfig",
     "Optimisation",
     "PIDMConfig",
@@ -600,7 +564,6 @@ __all__ = [
     "TrainingData",
     "final_means",
     "heun_estimate",
-    "load_base",
     "optimise",
     "pidm_finetune",
     "pidm_loss",
