@@ -34,7 +34,6 @@ Importing this module registers the ``"pg-unet"`` backbone; a checkpoint written
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, replace
 from typing import Any
@@ -61,7 +60,6 @@ from pirf.errors import PirfError
 from pirf.finetune.reward import residual_loss
 from pirf.models import (
     EDMDenoiser,
-    edm_coefficients,
     load_model,
     loss_weight,
     register_backbone,
@@ -207,23 +205,10 @@ def pg_denoise(
     *,
     autocast: bool | None = None,
 ) -> torch.Tensor:
-    """``D(x, sigma | condition)``: EDM preconditioning around the conditional backbone.
-
-    The same arithmetic as :meth:`EDMDenoiser.forward` (so ``condition=None`` gives exactly
-    ``model(x, sigma)``), with the condition handed to the backbone unscaled.
-    """
-    backbone = _pg_backbone(model)
-    x = x.to(_working_dtype(x))
-    coefficients = edm_coefficients(_per_sample(sigma, x), model.sigma_data)
-    use_bf16 = model.bf16 if autocast is None else autocast
-    context = (
-        torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16)
-        if x.device.type == "cuda"
-        else contextlib.nullcontext()
-    )
-    with context:
-        raw = backbone(coefficients.c_in * x, coefficients.c_noise, condition)
-    return coefficients.c_skip * x + coefficients.c_out * raw.to(x.dtype)
+    """``D(x, sigma | condition)``: the conditional denoiser, the condition handed to its
+    backbone unscaled (``condition=None`` gives exactly ``model(x, sigma)``)."""
+    _pg_backbone(model)
+    return model(x, sigma, autocast=autocast, condition=condition)
 
 
 # --------------------------------------------------------------------------- the condition

@@ -81,7 +81,9 @@ class EDMDenoiser(nn.Module):
     returns float32 (float64 for float64 input). On CUDA the backbone runs under bfloat16
     autocast when ``bf16`` is set (the preconditioning arithmetic stays in float32); pass
     ``autocast=False`` to a call to force full precision, e.g. for the last sampler steps
-    whose accuracy sets the residual floor.
+    whose accuracy sets the residual floor. Further keyword arguments are conditioning for
+    a conditional backbone, handed to it as given (not preconditioned): ``D(x, sigma,
+    condition=g)`` is ``c_skip x + c_out F(c_in x, c_noise, condition=g)``.
     """
 
     def __init__(
@@ -115,7 +117,12 @@ class EDMDenoiser(nn.Module):
         return sigma
 
     def forward(
-        self, x: torch.Tensor, sigma: torch.Tensor | float, *, autocast: bool | None = None
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor | float,
+        *,
+        autocast: bool | None = None,
+        **conditioning: torch.Tensor | None,
     ) -> torch.Tensor:
         x = x.to(_working_dtype(x))
         coefficients = edm_coefficients(self._sigma_batch(sigma, x), self.sigma_data)
@@ -128,7 +135,7 @@ class EDMDenoiser(nn.Module):
             else contextlib.nullcontext()
         )
         with context:
-            raw = self.backbone(coefficients.c_in * x, coefficients.c_noise)
+            raw = self.backbone(coefficients.c_in * x, coefficients.c_noise, **conditioning)
         return coefficients.c_skip * x + coefficients.c_out * raw.to(x.dtype)
 
     def top_module_names(
