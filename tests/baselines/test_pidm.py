@@ -11,13 +11,13 @@ import torch
 
 import pirf.data
 import pirf.training
+from pirf.baselines.common import training_data
 from pirf.baselines.pidm import (
     PIDMConfig,
     heun_estimate,
     pidm_finetune,
     pidm_loss,
     sub_schedule,
-    training_data,
 )
 from pirf.errors import PirfError
 from pirf.models import (

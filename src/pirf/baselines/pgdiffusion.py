@@ -41,20 +41,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from pirf.baselines.pidm import (
+from pirf.baselines.common import (
     BaselineRunConfig,
     check_positive,
     check_run,
-    optimise,
     save_baseline,
     training_data,
 )
-from pirf.baselines.pidm import (
-    per_sample_sigma as _per_sample,
-)
-from pirf.baselines.pidm import (
-    working_dtype as _working_dtype,
-)
+from pirf.baselines.pidm import optimise
 from pirf.devices import resolve_device
 from pirf.errors import PirfError
 from pirf.finetune.reward import residual_loss
@@ -64,6 +58,7 @@ from pirf.models import (
     loss_weight,
     register_backbone,
 )
+from pirf.models.edm import per_sample_sigma, working_dtype
 from pirf.models.layers import Conv2d
 from pirf.models.unet import UNet, UNetConfig
 from pirf.pdes.base import PDE
@@ -220,7 +215,7 @@ def residual_gradient(x: torch.Tensor, pde: PDE, normalisation: Normalisation) -
     inference-mode tensors.
     """
     with torch.enable_grad():
-        state = x.detach().to(_working_dtype(x)).requires_grad_(True)
+        state = x.detach().to(working_dtype(x)).requires_grad_(True)
         loss = residual_loss(pde, normalisation, state, dtype=state.dtype).sum()
         (gradient,) = torch.autograd.grad(loss, state)
     return gradient.to(x.dtype)
@@ -266,8 +261,8 @@ def pg_loss(
     Same arithmetic as :func:`pirf.models.edm_loss`: with every condition dropped it is
     exactly the EDM loss of the unconditional model.
     """
-    x = x.to(_working_dtype(x))
-    sigma = _per_sample(sigma, x)
+    x = x.to(working_dtype(x))
+    sigma = per_sample_sigma(sigma, x)
     noisy = x + sigma.reshape(-1, 1, 1, 1) * noise.to(x.dtype)
     condition, _ = physics_condition(noisy, pde, normalisation)
     if drop is not None:
@@ -432,7 +427,7 @@ def pgdiffusion_train(config: PGDiffusionConfig) -> dict[str, Any]:
     if not 0.0 <= config.drop_prob <= 1.0:
         raise PirfError(f"drop_prob must lie in [0, 1], got {config.drop_prob}")
     device = resolve_device(config.device)
-    # Float32 and no bf16 autocast, as for PIDM: the condition is a residual gradient.
+    # Float32 and no bf16 autocast, as for PIDM (the condition is a residual gradient).
     base = load_model(config.ckpt, device=device, bf16=False, float32=True)
     data = training_data(base, config.data)
     draws = Draws(config.seed, n_data=len(data.fields), batch=config.batch)

@@ -22,43 +22,43 @@ cosine decay. Every random draw is a pure function of ``(seed, iteration)``
 ``OUT/checkpoint`` in the base checkpoint's format, so everything that samples or
 evaluates a pirf checkpoint takes it unchanged.
 
-The helpers of the training loop (:func:`training_data`, :func:`optimise`,
-:func:`final_means`) are shared with the other trained baseline,
-:mod:`pirf.baselines.pgdiffusion`.
+The training loop :func:`optimise` is shared with the other trained baseline,
+:mod:`pirf.baselines.pgdiffusion`, as is the plumbing around it
+(:mod:`pirf.baselines.common`).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-import pirf.data
-import pirf.pdes
+from pirf.baselines.common import (
+    FINAL_WINDOW,
+    LR_FINAL_RATIO,
+    BaselineRunConfig,
+    Optimisation,
+    check_positive,
+    check_run,
+    save_baseline,
+    training_data,
+    warmup_iterations,
+)
 from pirf.devices import resolve_device
 from pirf.errors import PirfError
 from pirf.finetune.reward import residual_loss
-from pirf.models import (
-    EDMDenoiser,
-    LoadedModel,
-    check_matches,
-    load_model,
-    loss_weight,
-    save_checkpoint,
-)
+from pirf.models import EDMDenoiser, load_model, loss_weight
+from pirf.models.edm import per_sample_sigma, working_dtype
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import Normalisation
 from pirf.sampling.schedule import RHO, SIGMA_MIN
 from pirf.training.batches import BatchSource
-from pirf.training.config import WARMUP_FRACTION
 from pirf.training.draws import Draws
 from pirf.training.ema import EMA
 from pirf.training.loop import ADAM_BETAS, ADAM_EPS
@@ -67,90 +67,12 @@ from pirf.training.schedule import learning_rate
 
 ESTIMATES: tuple[str, ...] = ("one-step", "sample")
 """Which clean-field estimate the residual loss judges."""
-LR_FINAL_RATIO = 0.05
-"""Learning rate at the last iteration as a fraction of the peak (as in base training)."""
-FINAL_WINDOW = 10
-"""The summary's final losses average the last this many iterations."""
-CHECKPOINT = "checkpoint"
-SUMMARY = "summary.json"
 
 
-# --------------------------------------------------------------------------- shared helpers
-@dataclass(frozen=True)
-class TrainingData:
-    """Training fields in the base model's space, and what the checkpoint records of them."""
-
-    fields: torch.Tensor
-    """``(N, C, H, W)`` float32 on the CPU, normalised with the *checkpoint's*
-    normalisation (the model's space is the checkpoint's, whatever file the data is from)."""
-    record: dict[str, Any]
-
-
-def training_data(base: LoadedModel, path: str | Path) -> TrainingData:
-    """Read a fields file after checking it holds the base model's PDE (name, parameters,
-    channels) at its resolution; PirfError names the first difference."""
-    data = pirf.data.load(path)
-    try:
-        check_matches(
-            base.checkpoint.info,
-            pde=data.pde.name,
-            channels=data.channels,
-            resolution=data.resolution,
-            params=data.params,
-        )
-        if len(data) == 0:
-            raise PirfError(f"{path} holds no samples to train on")
-        values = base.normalisation.to_model(data.fields())
-        record = {
-            "path": str(data.path),
-            "samples": len(data),
-            "seed": data.seed,
-            "split": data.split,
-        }
-    finally:
-        data.close()
-    return TrainingData(values.float().contiguous(), record)
-
-
-def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
-    """One-line error unless ``value`` is positive (or zero, if allowed) and finite."""
-    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        raise PirfError(f"{name} must be {'>= 0' if allow_zero else 'positive'}, got {value}")
-
-
-def check_run(
-    out: str | Path, iters: int, batch: int, lr: float, seed: int, data: str | Path
-) -> None:
-    """The checks every trained baseline makes before reading or writing anything."""
-    for name, value in (("iters", iters), ("batch", batch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise PirfError(f"{name} must be a positive integer, got {value!r}")
-    check_positive("lr", lr)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise PirfError(f"seed must be a non-negative integer, got {seed!r}")
-    if Path(out).exists() and not Path(out).is_dir():
-        raise PirfError(f"out {out} is a file; give a directory for the run")
-    if not Path(data).is_file():
-        raise PirfError(f"no such data file: {data}")
-
-
-def warmup_iterations(iters: int) -> int:
-    """Length of the linear warm-up: 5 % of the run (at least one step), as in training."""
-    return max(1, round(WARMUP_FRACTION * iters))
-
-
+# --------------------------------------------------------------------------- the training loop
 LossFn = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 """``loss_fn(iteration, x, sigma, noise) -> {"loss": (B,), other parts: (B,)}``; the mean
 of ``"loss"`` is back-propagated, the other parts are only logged."""
-
-
-@dataclass(frozen=True)
-class Optimisation:
-    """What :func:`optimise` did: per-iteration batch means of every loss part, and time."""
-
-    history: list[dict[str, float]]
-    seconds: float
 
 
 def optimise(
@@ -223,104 +145,7 @@ def optimise(
     return Optimisation(history, time.perf_counter() - began)
 
 
-def final_means(history: list[dict[str, float]], window: int = FINAL_WINDOW) -> dict[str, float]:
-    """``final_<part>``: each logged quantity averaged over the last ``window`` iterations
-    (one iteration's batch is too noisy to compare runs by)."""
-    last = history[-window:]
-    if not last:
-        return {}
-    return {f"final_{name}": sum(row[name] for row in last) / len(last) for name in last[0]}
-
-
-def write_summary(out: Path, summary: dict[str, Any]) -> None:
-    """``OUT/summary.json`` (the same dictionary the training function returns)."""
-    (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
-
-
-def save_baseline(
-    name: str,
-    config: Any,
-    model: nn.Module,
-    ema: nn.Module | None,
-    base: LoadedModel,
-    data: TrainingData,
-    run: Optimisation,
-    *,
-    details: dict[str, Any],
-    summary: dict[str, Any],
-    device: torch.device,
-    training: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Write a trained baseline's ``OUT/checkpoint`` (the base model's format, with
-    ``extra["baseline"] = name``) and ``OUT/summary.json``; returns the summary."""
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    info = base.checkpoint.info
-    record = {
-        **config.to_json(),
-        "warmup": warmup_iterations(config.iters),
-        "lr_final_ratio": LR_FINAL_RATIO,
-        **(training or {}),
-    }
-    key = name.replace("-", "_")
-    save_checkpoint(
-        out / CHECKPOINT,
-        model,
-        ema=ema,
-        pde=info.pde,
-        normalisation=base.normalisation,
-        resolution=base.resolution,
-        training={k: v for k, v in record.items() if k not in ("progress", "device")},
-        counters={
-            "iteration": config.iters,
-            "samples": config.iters * config.batch,
-            "seconds": run.seconds,
-        },
-        extra={
-            **info.extra,
-            "baseline": name,
-            key: {
-                "base": str(config.ckpt),
-                "base_sha256": base.sha256,
-                "base_training": info.training,
-                "data": data.record,
-                **details,
-            },
-        },
-        overwrite=True,
-    )
-    result: dict[str, Any] = {
-        "baseline": name,
-        "out": str(out),
-        "checkpoint": str(out / CHECKPOINT),
-        "iterations": config.iters,
-        "seconds": run.seconds,
-        "seconds_per_iteration": run.seconds / config.iters,
-        **final_means(run.history),
-        **summary,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "device": str(device),
-    }
-    write_summary(out, result)
-    return result
-
-
 # --------------------------------------------------------------------------- the PIDM loss
-def working_dtype(x: torch.Tensor) -> torch.dtype:
-    """float64 stays float64; anything else computes in float32."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
-def per_sample_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
-    """Noise levels ``(B,)`` in ``x``'s dtype from a number or one value per sample."""
-    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
-    if sigma.numel() == 1:
-        return sigma.expand(x.shape[0])
-    if sigma.numel() != x.shape[0]:
-        raise PirfError(f"need one noise level per sample ({x.shape[0]}), got {sigma.numel()}")
-    return sigma
-
-
 def sub_schedule(
     sigma: torch.Tensor, steps: int, *, sigma_min: float = SIGMA_MIN, rho: float = RHO
 ) -> torch.Tensor:
@@ -435,32 +260,6 @@ def pidm_loss(
 
 # --------------------------------------------------------------------------- the run
 @dataclass
-class BaselineRunConfig:
-    """What every trained baseline's run takes (PIDM, PG-Diffusion add their own)."""
-
-    ckpt: Path | str
-    """Base checkpoint (``pirf train`` output); training starts from its EMA weights."""
-    data: Path | str
-    """Training fields (a pirf fields file of the base model's PDE and resolution)."""
-    out: Path | str
-    """Run directory: ``OUT/checkpoint`` and ``OUT/summary.json``."""
-    iters: int = 200
-    batch: int = 16
-    lr: float = 1e-4
-    """Peak Adam learning rate (short linear warm-up, then cosine decay to 5 %)."""
-    seed: int = 0
-    device: str = "cpu"
-    progress: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        """The configuration as JSON values (paths as strings)."""
-        values = asdict(self)
-        for name in ("ckpt", "data", "out"):
-            values[name] = str(values[name])
-        return values
-
-
-@dataclass
 class PIDMConfig(BaselineRunConfig):
     """Arguments of :func:`pidm_finetune`."""
 
@@ -557,17 +356,12 @@ def pidm_finetune(config: PIDMConfig) -> dict[str, Any]:
 
 __all__ = [
     "ESTIMATES",
-    "BaselineRunConfig",
-    "Optimisation",
+    "LossFn",
     "PIDMConfig",
     "PIDMLoss",
-    "TrainingData",
-    "final_means",
     "heun_estimate",
     "optimise",
     "pidm_finetune",
     "pidm_loss",
-    "save_baseline",
     "sub_schedule",
-    "training_data",
 ]
