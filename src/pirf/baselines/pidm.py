@@ -57,6 +57,7 @@ from pirf.models import EDMDenoiser, load_model, loss_weight
 from pirf.models.edm import per_sample_sigma, working_dtype
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import Normalisation
+from pirf.sampling.samplers import heun_step
 from pirf.sampling.schedule import RHO, SIGMA_MIN
 from pirf.training.batches import BatchSource
 from pirf.training.draws import Draws
@@ -180,22 +181,15 @@ def heun_estimate(
     rho: float = RHO,
 ) -> torch.Tensor:
     """Differentiable EDM Heun sampling of ``noisy`` from its levels ``sigma`` ``(B,)`` to 0
-    on :func:`sub_schedule` (Euler on the last step, as in :func:`pirf.sampling.heun_step`).
+    on :func:`sub_schedule`: :func:`pirf.sampling.heun_step` with per-sample levels (Euler
+    on the last step, to 0).
 
     Uses ``2 * steps - 1`` denoiser calls; gradients flow through all of them.
     """
     levels = sub_schedule(sigma, steps, sigma_min=sigma_min, rho=rho)
     x = noisy
     for index in range(steps):
-        level, following = levels[index], levels[index + 1]
-        delta = (following - level).reshape(-1, 1, 1, 1)
-        slope = (x - denoiser(x, level)) / level.reshape(-1, 1, 1, 1)
-        predicted = x + delta * slope
-        if index == steps - 1:  # the step to 0 is Euler's: it lands on D(x, level)
-            x = predicted
-            break
-        slope_next = (predicted - denoiser(predicted, following)) / following.reshape(-1, 1, 1, 1)
-        x = x + delta * 0.5 * (slope + slope_next)
+        x = heun_step(denoiser, x, levels[index], levels[index + 1])
     return x
 
 

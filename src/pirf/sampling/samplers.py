@@ -10,9 +10,12 @@ sigma``. A step function advances ``x`` from ``sigma`` to ``sigma_next``:
 
 Step functions are pure: they hold no state, never touch the gradient mode and only call
 ``denoiser(x, sigma)``, so fine-tuning reuses them unchanged inside a differentiable (or
-checkpointed) trajectory. Precision and gradients are the drivers' business:
-:func:`integrate` runs a range of steps of a schedule, :func:`sample` a whole trajectory
-from unit noise, both without autograd bookkeeping unless ``grad=True``.
+checkpointed) trajectory. The noise levels are numbers, one for the whole batch, or
+``(B,)`` tensors, one per sample (PIDM's per-sample schedules), with the same arithmetic.
+
+Precision and gradients are the drivers' business: :func:`integrate` runs a range of steps
+of a schedule, :func:`sample` a whole trajectory from unit noise, both without autograd
+bookkeeping unless ``grad=True``.
 """
 
 from __future__ import annotations
@@ -27,34 +30,57 @@ from pirf.errors import PirfError
 from pirf.sampling.precision import FP32, Denoiser, NetworkCall, Precision
 from pirf.sampling.schedule import noise_levels
 
+Sigma = float | torch.Tensor
+"""A noise level of a step: a number for the whole batch, or a ``(B,)`` tensor per sample."""
 StepFn = Callable[[Denoiser, torch.Tensor, float, float], torch.Tensor]
+"""``step(denoiser, x, sigma, sigma_next) -> the state at sigma_next``."""
 
 
-def _sigma_batch(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def _sigma_batch(x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
+    """The ``(B,)`` noise levels the denoiser is called with."""
+    if isinstance(sigma, torch.Tensor):
+        return sigma
     return torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
 
 
-def _slope(denoiser: Denoiser, x: torch.Tensor, sigma: float) -> torch.Tensor:
+def _per_pixel(value: Sigma) -> Sigma:
+    """A number, or a per-sample tensor shaped to broadcast against ``(B, C, H, W)``."""
+    return value.reshape(-1, 1, 1, 1) if isinstance(value, torch.Tensor) else value
+
+
+def _reaches_zero(sigma_next: Sigma) -> bool:
+    """Whether the step ends at ``sigma = 0``: for every sample or for none (a per-sample
+    schedule that reaches 0 for some samples only has no step rule)."""
+    if not isinstance(sigma_next, torch.Tensor):
+        return sigma_next == 0
+    zeros = int((sigma_next == 0).sum())
+    if zeros not in (0, sigma_next.numel()):
+        raise PirfError("a step must reach sigma = 0 for every sample of the batch or for none")
+    return zeros > 0
+
+
+def _slope(denoiser: Denoiser, x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
     """``dx/dsigma = (x - D(x, sigma)) / sigma``."""
-    return (x - denoiser(x, _sigma_batch(x, sigma))) / sigma
+    return (x - denoiser(x, _sigma_batch(x, sigma))) / _per_pixel(sigma)
 
 
 def euler_step(
-    denoiser: Denoiser, x: torch.Tensor, sigma: float, sigma_next: float
+    denoiser: Denoiser, x: torch.Tensor, sigma: Sigma, sigma_next: Sigma
 ) -> torch.Tensor:
     """One Euler step of the probability-flow ODE from ``sigma`` to ``sigma_next``."""
-    return x + (sigma_next - sigma) * _slope(denoiser, x, sigma)
+    return x + _per_pixel(sigma_next - sigma) * _slope(denoiser, x, sigma)
 
 
-def heun_step(denoiser: Denoiser, x: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+def heun_step(denoiser: Denoiser, x: torch.Tensor, sigma: Sigma, sigma_next: Sigma) -> torch.Tensor:
     """One EDM Heun step: Euler predictor, then the trapezoidal corrector unless
     ``sigma_next == 0`` (where the step is Euler's)."""
     slope = _slope(denoiser, x, sigma)
-    predicted = x + (sigma_next - sigma) * slope
-    if sigma_next == 0:
+    step = _per_pixel(sigma_next - sigma)
+    predicted = x + step * slope
+    if _reaches_zero(sigma_next):
         return predicted
     slope_next = _slope(denoiser, predicted, sigma_next)
-    return x + (sigma_next - sigma) * 0.5 * (slope + slope_next)
+    return x + step * 0.5 * (slope + slope_next)
 
 
 STEPS: dict[str, StepFn] = {"heun": heun_step, "euler": euler_step}
