@@ -33,8 +33,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from pirf.baselines import guidance
-from pirf.baselines.pgdiffusion import PGDiffusionConfig, generate_pg, pgdiffusion_train
+from pirf.baselines import guidance, pgdiffusion
+from pirf.baselines.pgdiffusion import PGDiffusionConfig, pgdiffusion_train
 from pirf.baselines.pidm import PIDMConfig, pidm_finetune
 from pirf.data.atomic import fsync_path
 from pirf.errors import PirfError, option
@@ -266,8 +266,14 @@ class Guided(Method):
         def loss(samples: torch.Tensor) -> torch.Tensor:
             return guidance.residual_norm(model.pde, model.normalisation, samples)
 
-        return guidance.generate_guided(
-            model.denoiser, n, model.shape, seed, loss, steps=steps, device=ctx.device, **setting
+        return generate(
+            model.denoiser,
+            n,
+            model.shape,
+            seed,
+            steps=steps,
+            device=ctx.device,
+            **guidance.wrappers(loss, **setting),
         )
 
     def stages(self, ctx: Context) -> list[Stage]:
@@ -356,16 +362,16 @@ class PGDiffusion(Method):
 
     def _generate(self, ctx: Context, setting: dict, steps: int, n: int, seed: int):
         base = ctx.model(ctx.base)
-        return generate_pg(
-            ctx.model(self._run(ctx) / "checkpoint").denoiser,
+        model = ctx.model(self._run(ctx) / "checkpoint").denoiser
+        return generate(
+            model,
             n,
             base.shape,
             seed,
-            pde=base.pde,
-            normalisation=base.normalisation,
             steps=steps,
             device=ctx.device,
-            **setting,
+            channels_last=False,
+            **pgdiffusion.wrappers(model, base.pde, base.normalisation, **setting),
         )
 
     def stages(self, ctx: Context) -> list[Stage]:

@@ -29,11 +29,10 @@ import torch
 from pirf.errors import PirfError
 from pirf.sampling.precision import FP32, Denoiser, NetworkCall, Precision
 from pirf.sampling.schedule import noise_levels
+from pirf.sampling.wrappers import DenoiserWrapper, SamplingCost, StepFn, StepWrapper
 
 Sigma = float | torch.Tensor
 """A noise level of a step: a number for the whole batch, or a ``(B,)`` tensor per sample."""
-StepFn = Callable[[Denoiser, torch.Tensor, float, float], torch.Tensor]
-"""``step(denoiser, x, sigma, sigma_next) -> the state at sigma_next``."""
 
 
 def _sigma_batch(x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
@@ -147,12 +146,26 @@ def _run(
     precision: Precision,
     callback: StepCallback | None,
     states: list[torch.Tensor] | None = None,
+    *,
+    denoiser: Denoiser | None = None,
+    step_wrapper: StepWrapper | None = None,
+    cost: SamplingCost | None = None,
 ) -> torch.Tensor:
-    """Steps ``indices`` of the schedule ``levels``, appending each new state to ``states``."""
+    """Steps ``indices`` of the schedule ``levels``, appending each new state to ``states``.
+
+    The steps call ``denoiser`` (default: ``network`` itself), ``step_wrapper`` may replace
+    any step, and ``network`` sets each step's precision and counts the evaluations.
+    """
     steps = len(levels) - 1
+    stepped = network if denoiser is None else denoiser
+    cost = SamplingCost() if cost is None else cost
     for index in indices:
-        network.low_precision = precision.low_precision(index, steps)
-        x = step(network, x, levels[index], levels[index + 1])
+        run_step, full = step, False
+        if step_wrapper is not None:
+            run_step = step_wrapper(step, index, steps, cost)
+            full = step_wrapper.full_precision(index, steps)
+        network.low_precision = precision.low_precision(index, steps) and not full
+        x = run_step(stepped, x, levels[index], levels[index + 1])
         if states is not None:
             states.append(x)
         if callback is not None:
@@ -160,6 +173,7 @@ def _run(
             callback(
                 StepInfo(index, steps, sigma, sigma_next, x, network.calls, network.low_precision)
             )
+    cost.nfe = network.calls
     return x
 
 
@@ -210,6 +224,9 @@ def sample(
     callback: StepCallback | None = ...,
     return_trajectory: Literal[False] = ...,
     grad: bool = ...,
+    denoiser_wrapper: DenoiserWrapper | None = ...,
+    step_wrapper: StepWrapper | None = ...,
+    cost: SamplingCost | None = ...,
 ) -> torch.Tensor: ...
 
 
@@ -224,6 +241,9 @@ def sample(
     callback: StepCallback | None = ...,
     return_trajectory: Literal[True],
     grad: bool = ...,
+    denoiser_wrapper: DenoiserWrapper | None = ...,
+    step_wrapper: StepWrapper | None = ...,
+    cost: SamplingCost | None = ...,
 ) -> Trajectory: ...
 
 
@@ -237,6 +257,9 @@ def sample(
     callback: StepCallback | None = None,
     return_trajectory: bool = False,
     grad: bool = False,
+    denoiser_wrapper: DenoiserWrapper | None = None,
+    step_wrapper: StepWrapper | None = None,
+    cost: SamplingCost | None = None,
 ) -> torch.Tensor | Trajectory:
     """Integrate the probability-flow ODE from ``noise * sigmas[0]`` down to ``sigmas[-1]``.
 
@@ -247,15 +270,32 @@ def sample(
     evaluations so far. Returns the final state, or with ``return_trajectory`` a
     :class:`Trajectory` of all ``N + 1`` states and the NFE. No autograd bookkeeping
     unless ``grad=True`` (see :func:`integrate`).
+
+    Physics enters through wrappers (:mod:`pirf.sampling.wrappers`): the steps call
+    ``denoiser_wrapper(network)`` instead of the network, ``step_wrapper`` replaces the
+    steps it changes, and ``cost``, if given, receives the trajectory's counts.
     """
     step = step_function(method)
     levels = noise_levels(sigmas)
     network = NetworkCall(denoiser)
+    stepped = network if denoiser_wrapper is None else denoiser_wrapper(network)
     with torch.enable_grad() if grad else torch.no_grad():
         x = _state(noise) * levels[0]
         states = [x] if return_trajectory else None
         indices = range(len(levels) - 1)
-        x = _run(step, network, x, levels, indices, precision, callback, states)
+        x = _run(
+            step,
+            network,
+            x,
+            levels,
+            indices,
+            precision,
+            callback,
+            states,
+            denoiser=stepped,
+            step_wrapper=step_wrapper,
+            cost=cost,
+        )
     if states is None:
         return x
     return Trajectory(states, levels, network.calls)
