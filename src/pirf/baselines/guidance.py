@@ -248,7 +248,7 @@ def wrappers(
     """
     guidance = DiffusionPDEGuidance(loss_fn, zeta, guide_fraction)
     step = zeta if correction_zeta is None else correction_zeta
-    finish = CoCoGenCorrections(loss_fn, step, _check_count(corrections))
+    finish = CoCoGenCorrections(loss_fn, step, corrections)
     return {
         "step_wrapper": guidance if guidance.zeta > 0 else None,
         "finish": finish if finish.zeta > 0 and finish.count > 0 else None,

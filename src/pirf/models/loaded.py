@@ -29,9 +29,6 @@ BEST = "best"
 lowest residual inside the fidelity band, on its evaluation seeds."""
 FINAL = "checkpoint"
 """The last weights of a training or fine-tuning run (``pirf.training.rundir.FINAL``)."""
-KINDS: tuple[str, ...] = ("best", "final", "checkpoint")
-"""What :func:`resolve_checkpoint` took: a run's best or final checkpoint, or the checkpoint
-folder it was given."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,8 @@ class LoadedModel:
     sha256: str
     """SHA-256 of ``checkpoint.json``: identifies this checkpoint in what is made from it."""
     kind: str
-    """Which checkpoint :func:`resolve_checkpoint` took (see :data:`KINDS`)."""
+    """Which checkpoint :func:`resolve_checkpoint` took: ``"best"`` or ``"final"`` of a run
+    directory, or ``"checkpoint"`` for a checkpoint folder given as such."""
 
     @property
     def path(self) -> Path:
@@ -134,4 +132,4 @@ def load_model(
     )
 
 
-__all__ = ["BEST", "FINAL", "KINDS", "LoadedModel", "load_model", "resolve_checkpoint"]
+__all__ = ["BEST", "FINAL", "LoadedModel", "load_model", "resolve_checkpoint"]
