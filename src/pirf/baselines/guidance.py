@@ -178,11 +178,16 @@ class DiffusionPDEGuidance:
         """How many of ``steps`` sampler steps are guided (the last ones)."""
         return guided_step_count(steps, self.guide_fraction) if self.zeta > 0 else 0
 
-    def full_precision(self, index: int, steps: int) -> bool:
+    def guides(self, index: int, steps: int) -> bool:
+        """Whether step ``index`` (0-based) of ``steps`` is guided."""
         return index >= steps - self.guided_steps(steps)
 
+    def full_precision(self, index: int, steps: int) -> bool:
+        """Guided steps run the network in float32."""
+        return self.guides(index, steps)
+
     def __call__(self, step: StepFn, index: int, steps: int, cost: SamplingCost) -> StepFn:
-        if not self.full_precision(index, steps):
+        if not self.guides(index, steps):
             return step
 
         def guided(

@@ -30,7 +30,7 @@ direct step ``x_next -= step_zeta * grad`` along the raw residual gradient
 (:class:`ResidualGradientStep`).
 
 Importing this module registers the ``"pg-unet"`` backbone; a checkpoint written by
-:func:`pgdiffusion_train` loads with :func:`pirf.models.load_checkpoint` only after
+:func:`pgdiffusion_train` loads (:func:`pirf.models.load_model`) only after
 ``import pirf.baselines.pgdiffusion``.
 """
 
@@ -318,6 +318,7 @@ class ResidualGradientStep:
         check_positive("step_zeta", self.step_zeta, allow_zero=True)
 
     def full_precision(self, index: int, steps: int) -> bool:
+        """The direct step does not differentiate the network: any precision will do."""
         return False
 
     def __call__(self, step: StepFn, index: int, steps: int, cost: SamplingCost) -> StepFn:
