@@ -73,7 +73,7 @@ def saved_bytes(config_kwargs: dict, ckpt: str, device: str) -> int:
     import torch
 
     from pirf.finetune import FinetuneConfig, PIRFTrainer
-    from pirf.sampling.from_checkpoint import load_model
+    from pirf.models import load_model
 
     model = load_model(ckpt, device=device)
     config = FinetuneConfig.of(**config_kwargs)

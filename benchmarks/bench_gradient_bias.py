@@ -37,8 +37,8 @@ from pirf.finetune.lora import attach_lora
 from pirf.finetune.reward import residual_loss
 from pirf.finetune.trainable import select_trainable, top_names
 from pirf.finetune.trajectory import truncated_trajectory
+from pirf.models import load_model
 from pirf.sampling import karras_sigmas
-from pirf.sampling.from_checkpoint import load_model
 
 
 def gradient(model, params, loss_of, noise, sigmas, k: int | None) -> torch.Tensor:

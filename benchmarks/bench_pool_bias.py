@@ -35,8 +35,8 @@ from pirf.finetune import FinetuneConfig
 from pirf.finetune.reward import Reward
 from pirf.finetune.trainer import PIRFTrainer
 from pirf.finetune.trajectory import truncated_trajectory, window_start, window_trajectory
+from pirf.models import load_model
 from pirf.sampling import generate, karras_sigmas
-from pirf.sampling.from_checkpoint import load_model
 
 
 def flat_gradient(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> torch.Tensor:

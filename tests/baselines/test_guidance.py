@@ -1,8 +1,10 @@
 """DiffusionPDE guidance and CoCoGen correction against independent references: the plain
 sampler (zero step), autograd through a hand-written Heun step and finite differences, a
-quadratic loss whose corrections are known in closed form, and Gaussian data."""
+quadratic loss whose guided trajectory and corrections are known in closed form, and
+Gaussian data."""
 
 import functools
+import itertools
 import math
 
 import pytest
@@ -12,22 +14,29 @@ import pirf.pdes
 from pirf.baselines.guidance import (
     METHODS,
     ZETA_GRID,
-    GuidedSamplingResult,
-    generate_guided,
-    guided_heun_step,
-    guided_sample,
+    guided_step,
     guided_step_count,
     residual_norm,
     select_setting,
     sweep_grid,
+    wrappers,
 )
 from pirf.errors import PirfError
 from pirf.evaluation import residual_per_sample
 from pirf.pdes.normalisation import Normalisation
-from pirf.sampling import Precision, karras_sigmas, sample
+from pirf.sampling import (
+    FP32,
+    Precision,
+    SamplingCost,
+    SamplingResult,
+    generate,
+    heun_step,
+    karras_sigmas,
+    sample,
+)
 from pirf.seeding import unit_generators
 from tests.finetune.tiny import tiny_model, unit_noise
-from tests.sampling.gaussian import gaussian_denoiser
+from tests.sampling.gaussian import S, gaussian_denoiser
 
 POISSON = pirf.pdes.get("poisson")
 
@@ -45,6 +54,25 @@ def poisson_loss(dtype: torch.dtype = torch.float64):
 
 def quadratic(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * x.square().flatten(1).sum(dim=1)
+
+
+def guided_sample(
+    denoiser, noise, sigmas, loss_fn, *, method="heun", precision=FP32, **setting
+) -> tuple[torch.Tensor, SamplingCost]:
+    """One trajectory of the sampler with the wrappers of a guidance setting, and its cost."""
+    chosen = wrappers(loss_fn, **setting)
+    cost = SamplingCost()
+    x = sample(
+        denoiser,
+        noise,
+        sigmas,
+        method=method,
+        precision=precision,
+        step_wrapper=chosen.get("step_wrapper"),
+        cost=cost,
+    )
+    finish = chosen.get("finish")
+    return (x if finish is None else finish(x, cost)), cost
 
 
 # ------------------------------------------------------------------------------ the loss
@@ -113,7 +141,8 @@ def test_guidance_gradient_matches_autograd_and_finite_differences(sigma, sigma_
         difference = (loss_at(plus) - loss_at(minus)) / (2 * step)
         assert difference == pytest.approx(float(gradient[entry]), rel=1e-5)
     zeta = 0.01
-    guided = guided_heun_step(model, x, sigma, sigma_next, loss_fn, zeta)
+    guided, evaluations = guided_step(heun_step, model, x, sigma, sigma_next, loss_fn, zeta)
+    assert evaluations == (1 if sigma_next == 0 else 2)
     assert not guided.requires_grad
     expected = x_next.detach() - zeta * gradient
     torch.testing.assert_close(guided, expected, rtol=1e-12, atol=1e-12)
@@ -126,13 +155,40 @@ def test_zero_step_reproduces_the_plain_sampler():
     sigmas = karras_sigmas(5)
     plain = sample(model, noise, sigmas)
     for guide_fraction in (0.2, 1.0):
-        result = guided_sample(
+        samples, cost = guided_sample(
             model, noise, sigmas, poisson_loss(), zeta=0.0, guide_fraction=guide_fraction
         )
-        torch.testing.assert_close(result.samples, plain, rtol=0, atol=1e-12)
-        assert (result.nfe, result.backward, result.guided_steps) == (9, 0, 0)
-    unguided = guided_sample(model, noise, sigmas, poisson_loss(), zeta=1e-3, guide_fraction=0)
-    torch.testing.assert_close(unguided.samples, plain, rtol=0, atol=1e-12)
+        torch.testing.assert_close(samples, plain, rtol=0, atol=1e-12)
+        assert (cost.nfe, cost.backward, cost.guided_steps) == (9, 0, 0)
+    unguided, _ = guided_sample(model, noise, sigmas, poisson_loss(), zeta=1e-3, guide_fraction=0)
+    torch.testing.assert_close(unguided, plain, rtol=0, atol=1e-12)
+
+
+def test_guided_trajectory_of_a_linear_denoiser_has_a_closed_form():
+    # With D(x, sigma) = a(sigma) x every Heun step multiplies the state by a number, and
+    # guidance on 0.5 ||x0_hat||^2 subtracts zeta e^2 from it, e the number that maps the
+    # step's state to its last estimate x0_hat (that of the corrector, or D(x, sigma) on
+    # the step to 0).
+    sigmas, zeta, noise = karras_sigmas(10), 0.05, unit_noise(batch=2)
+
+    def a(sigma: float) -> float:
+        return S**2 / (S**2 + sigma**2)
+
+    levels = [float(level) for level in sigmas]
+    factor = levels[0]
+    for index, (sigma, sigma_next) in enumerate(itertools.pairwise(levels)):
+        predictor = 1 + (sigma_next - sigma) * (1 - a(sigma)) / sigma
+        if sigma_next == 0:
+            step, estimate = predictor, a(sigma)
+        else:
+            slopes = (1 - a(sigma)) / sigma + predictor * (1 - a(sigma_next)) / sigma_next
+            step, estimate = 1 + (sigma_next - sigma) * 0.5 * slopes, a(sigma_next) * predictor
+        if index >= 10 - guided_step_count(10, 0.2):
+            step -= zeta * estimate**2
+        factor *= step
+    samples, cost = guided_sample(gaussian_denoiser, noise, sigmas, quadratic, zeta=zeta)
+    torch.testing.assert_close(samples, noise * factor, rtol=1e-12, atol=0)
+    assert (cost.guided_steps, cost.backward, cost.backward_nfe) == (2, 2, 3)
 
 
 @pytest.mark.parametrize(("zeta", "correction_zeta", "factor"), [(0.1, None, 0.9), (0.1, 0.3, 0.7)])
@@ -140,13 +196,13 @@ def test_corrections_of_a_quadratic_loss_scale_the_sample(zeta, correction_zeta,
     noise = unit_noise(batch=3)
     sigmas = karras_sigmas(10)
     kwargs = {"zeta": zeta, "correction_zeta": correction_zeta}
-    base = guided_sample(gaussian_denoiser, noise, sigmas, quadratic, **kwargs).samples
+    base, _ = guided_sample(gaussian_denoiser, noise, sigmas, quadratic, **kwargs)
     for corrections in (1, 3, 5):
-        result = guided_sample(
+        samples, cost = guided_sample(
             gaussian_denoiser, noise, sigmas, quadratic, corrections=corrections, **kwargs
         )
-        assert result.corrections == corrections
-        torch.testing.assert_close(result.samples, base * factor**corrections, rtol=1e-13, atol=0)
+        assert cost.corrections == corrections
+        torch.testing.assert_close(samples, base * factor**corrections, rtol=1e-13, atol=0)
 
 
 def test_guidance_lowers_the_loss_on_gaussian_data():
@@ -160,9 +216,7 @@ def test_guidance_lowers_the_loss_on_gaussian_data():
     sigmas = karras_sigmas(10)
     losses = {
         zeta: float(
-            distance(
-                guided_sample(gaussian_denoiser, noise, sigmas, distance, zeta=zeta).samples
-            ).mean()
+            distance(guided_sample(gaussian_denoiser, noise, sigmas, distance, zeta=zeta)[0]).mean()
         )
         for zeta in (0.0, 0.05, 0.1)
     }
@@ -189,13 +243,19 @@ def test_forward_and_backward_evaluations_are_counted():
         return out
 
     noise = unit_noise(batch=2)
-    result = guided_sample(counting, noise, karras_sigmas(10), quadratic, zeta=0.1, corrections=3)
-    assert result.guided_steps == 2
-    assert result.nfe == len(forward) == 19  # 2N - 1: guidance reuses the step's evaluations
+    _, cost = guided_sample(counting, noise, karras_sigmas(10), quadratic, zeta=0.1, corrections=3)
+    assert cost.guided_steps == 2
+    assert cost.nfe == len(forward) == 19  # 2N - 1: guidance reuses the step's evaluations
     assert forward.count(True) == 3  # step 8 (predictor + corrector) and step 9 (Euler to 0)
-    assert result.backward == 2  # one backward pass per guided step ...
-    assert result.backward_nfe == len(backward) == 3  # ... through these evaluations
-    assert result.corrections == 3  # corrections differentiate the loss, not the network
+    assert cost.backward == 2  # one backward pass per guided step ...
+    assert cost.backward_nfe == len(backward) == 3  # ... through these evaluations
+    assert cost.corrections == 3  # corrections differentiate the loss, not the network
+    # Euler steps have one evaluation each, so each backward pass goes through one.
+    forward.clear()
+    backward.clear()
+    sigmas = karras_sigmas(10)
+    _, cost = guided_sample(counting, noise, sigmas, quadratic, method="euler", zeta=0.1)
+    assert (cost.nfe, cost.backward, cost.backward_nfe) == (10, 2, 2) == (10, 2, len(backward))
 
 
 def test_guided_steps_run_in_float32_and_the_others_follow_the_precision():
@@ -219,29 +279,30 @@ def test_guided_steps_run_in_float32_and_the_others_follow_the_precision():
 
 
 # ------------------------------------------------------------------------------ many samples
-def test_generate_guided_does_not_depend_on_micro_batching():
+def test_guided_generation_does_not_depend_on_micro_batching():
     model = tiny_model(dtype=torch.float32)
     loss_fn = poisson_loss(torch.float32)
-    settings = {"steps": 4, "zeta": 1e-3, "guide_fraction": 0.5, "corrections": 1}
+    settings = wrappers(loss_fn, zeta=1e-3, guide_fraction=0.5, corrections=1)
     calls = []
-    one = generate_guided(
+    one = generate(
         model,
         3,
         (2, 8, 8),
         4,
-        loss_fn,
+        steps=4,
         batch_size=1,
         **settings,
         progress=lambda done, total: calls.append((done, total)),
     )
-    three = generate_guided(model, 3, (2, 8, 8), 4, loss_fn, batch_size=3, **settings)
-    assert isinstance(one, GuidedSamplingResult)
+    three = generate(model, 3, (2, 8, 8), 4, steps=4, batch_size=3, **settings)
+    assert isinstance(one, SamplingResult)
     assert one.samples.shape == (3, 2, 8, 8) and one.samples.dtype == torch.float32
     torch.testing.assert_close(one.samples, three.samples, rtol=1e-4, atol=1e-4)
     assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]
     assert (one.nfe_per_sample, one.backward_per_sample, one.backward_nfe_per_sample) == (7, 2, 3)
     assert (one.guided_steps, one.corrections, one.method, one.steps) == (2, 1, "heun", 4)
-    plain = generate_guided(model, 3, (2, 8, 8), 4, loss_fn, steps=4, zeta=0.0, batch_size=3)
+    plain = generate(model, 3, (2, 8, 8), 4, steps=4, batch_size=3, **wrappers(loss_fn, zeta=0.0))
+    assert (plain.nfe_per_sample, plain.backward_per_sample, plain.corrections) == (7, 0, 0)
     assert not torch.allclose(plain.samples, three.samples, atol=1e-6)
     before, after = loss_fn(plain.samples).mean(), loss_fn(three.samples).mean()
     assert after < before
@@ -286,9 +347,7 @@ def test_select_setting_picks_the_lowest_finite_score():
 )
 def test_bad_settings_are_refused(bad):
     with pytest.raises(PirfError):
-        guided_sample(gaussian_denoiser, unit_noise(), karras_sigmas(4), quadratic, **bad)
-    with pytest.raises(PirfError):
-        generate_guided(gaussian_denoiser, 1, (2, 8, 8), 0, quadratic, steps=4, **bad)
+        wrappers(quadratic, **bad)
 
 
 def test_a_loss_must_give_one_value_per_sample():

@@ -3,6 +3,7 @@ condition dropout, guided sampling, checkpoints and a short training run."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -14,16 +15,15 @@ from pirf.baselines.pgdiffusion import (
     PG_BACKBONE,
     PGDiffusionConfig,
     condition_drops,
-    generate_pg,
     normalise_condition,
     pg_denoise,
     pg_from_base,
     pg_loss,
     pg_network_evaluations,
-    pg_sample,
     pgdiffusion_train,
     physics_condition,
     residual_gradient,
+    wrappers,
 )
 from pirf.errors import PirfError
 from pirf.finetune.reward import residual_loss
@@ -31,13 +31,13 @@ from pirf.models import (
     EDMDenoiser,
     edm_loss,
     load_checkpoint,
+    load_model,
     preset_denoiser,
     read_checkpoint_info,
     save_checkpoint,
 )
 from pirf.pdes.normalisation import Normalisation
-from pirf.sampling import karras_sigmas, sample
-from pirf.sampling.from_checkpoint import load_model
+from pirf.sampling import generate, karras_sigmas, sample
 
 PDE = pirf.pdes.get("poisson")
 NORMALISATION = Normalisation((0.1, -0.2), (2.0, 0.5))
@@ -166,15 +166,12 @@ def test_unguided_sampling_is_sampling_the_conditional_model():
     noise = draw((2, 2, 8, 8), 6)
     sigmas = karras_sigmas(4)
     steps: list[int] = []
-    got = pg_sample(
+    got = sample(
         pg,
         noise,
         sigmas,
-        PDE,
-        NORMALISATION,
-        guidance_w=0.0,
-        step_zeta=0.0,
         callback=lambda info: steps.append(info.nfe),
+        **wrappers(pg, PDE, NORMALISATION, guidance_w=0.0, step_zeta=0.0),
     )
 
     def conditional(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -183,22 +180,68 @@ def test_unguided_sampling_is_sampling_the_conditional_model():
 
     torch.testing.assert_close(got, sample(conditional, noise, sigmas), rtol=0, atol=0)
     assert steps[-1] == pg_network_evaluations(4, 0.0) == 7
-    guided = pg_sample(pg, noise, sigmas, PDE, NORMALISATION, guidance_w=1.0, step_zeta=1e-4)
-    assert torch.isfinite(guided).all() and not torch.allclose(guided, got)
 
 
-def test_generate_pg_does_not_depend_on_the_batch_size():
+def explicit_pg_heun(pg, noise, sigmas, guidance_w: float, step_zeta: float) -> torch.Tensor:
+    """PG-Diffusion's sampler written out: Heun steps on the guided denoiser
+    ``(w + 1) D(x | g) - w D(x | 0)``, then the direct step along the raw residual gradient
+    of the state each step started from."""
+
+    def guided(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        condition, _ = physics_condition(x, PDE, NORMALISATION)
+        level = torch.full((x.shape[0],), sigma)
+        conditional = pg_denoise(pg, x, level, condition, autocast=False)
+        unconditional = pg_denoise(pg, x, level, None, autocast=False)
+        return (guidance_w + 1) * conditional - guidance_w * unconditional
+
+    levels = [float(level) for level in sigmas]
+    with torch.no_grad():
+        x = noise * levels[0]
+        for sigma, sigma_next in itertools.pairwise(levels):
+            slope = (x - guided(x, sigma)) / sigma
+            predicted = x + (sigma_next - sigma) * slope
+            if sigma_next == 0:
+                x_next = predicted
+            else:
+                slope_next = (predicted - guided(predicted, sigma_next)) / sigma_next
+                x_next = x + (sigma_next - sigma) * 0.5 * (slope + slope_next)
+            x = x_next - step_zeta * residual_gradient(x, PDE, NORMALISATION)
+    return x
+
+
+def test_guided_sampling_is_the_written_out_sampler():
     pg = conditioned(base_model())
-    kwargs = {"pde": PDE, "normalisation": NORMALISATION, "steps": 3, "step_zeta": 1e-4}
-    one = generate_pg(pg, 3, (2, 8, 8), 7, batch_size=1, **kwargs)
-    two = generate_pg(pg, 3, (2, 8, 8), 7, batch_size=2, **kwargs)
+    noise = draw((2, 2, 8, 8), 6)
+    sigmas = karras_sigmas(4)
+    for guidance_w, step_zeta in ((1.0, 1e-4), (2.0, 0.0)):
+        steps: list[int] = []
+        got = sample(
+            pg,
+            noise,
+            sigmas,
+            callback=lambda info, steps=steps: steps.append(info.nfe),
+            **wrappers(pg, PDE, NORMALISATION, guidance_w=guidance_w, step_zeta=step_zeta),
+        )
+        expected = explicit_pg_heun(pg, noise, sigmas, guidance_w, step_zeta)
+        assert torch.equal(got, expected)
+        assert steps[-1] == pg_network_evaluations(4, guidance_w) == 14
+    unguided = sample(pg, noise, sigmas, **wrappers(pg, PDE, NORMALISATION, guidance_w=0.0))
+    assert torch.isfinite(got).all() and not torch.allclose(got, unguided)
+
+
+def test_generation_does_not_depend_on_the_batch_size():
+    pg = conditioned(base_model())
+    physics = wrappers(pg, PDE, NORMALISATION, step_zeta=1e-4)
+    one = generate(pg, 3, (2, 8, 8), 7, steps=3, batch_size=1, **physics)
+    two = generate(pg, 3, (2, 8, 8), 7, steps=3, batch_size=2, **physics)
     # Convolutions may group work differently per batch size: equal up to float32 rounding,
     # carried through the steps (measured: 3e-5 at most), as for pirf.sampling.generate.
     torch.testing.assert_close(one.samples, two.samples, rtol=1e-4, atol=1e-4)
-    again = generate_pg(pg, 3, (2, 8, 8), 7, batch_size=2, **kwargs)
+    again = generate(pg, 3, (2, 8, 8), 7, steps=3, batch_size=2, **physics)
     assert torch.equal(again.samples, two.samples)
     assert one.samples.shape == (3, 2, 8, 8) and one.samples.dtype == torch.float32
     assert one.nfe_per_sample == pg_network_evaluations(3, 1.0) == 10
+    assert one.backward_per_sample == one.backward_nfe_per_sample == 0
     assert one.method == "heun" and two.batch_size == 2
 
 
@@ -243,14 +286,13 @@ def test_training_run_writes_a_loadable_conditional_checkpoint(base_files, tmp_p
     assert model.shape == (2, 8, 8) and model.denoiser.architecture["backbone"] == PG_BACKBONE
     stem = model.denoiser.backbone.unet.stem.weight.detach()
     assert float(stem[:, 2:].abs().max()) > 0  # training switched the condition on
-    result = generate_pg(
+    result = generate(
         model.denoiser,
         2,
         model.shape,
         0,
-        pde=model.pde,
-        normalisation=model.normalisation,
         steps=2,
+        **wrappers(model.denoiser, model.pde, model.normalisation),
     )
     assert torch.isfinite(result.samples).all()
     dropped = pgdiffusion_train(
@@ -268,8 +310,9 @@ def test_bad_arguments_raise(base_files, tmp_path):
     with pytest.raises(PirfError, match="resolution mismatch"):
         pgdiffusion_train(PGDiffusionConfig(ckpt, other, tmp_path / "run", iters=1, batch=2))
     pg = conditioned(base_model())
-    noise = draw((1, 2, 8, 8), 0)
     with pytest.raises(PirfError, match="step_zeta"):
-        pg_sample(pg, noise, karras_sigmas(2), PDE, NORMALISATION, step_zeta=-1.0)
+        wrappers(pg, PDE, NORMALISATION, step_zeta=-1.0)
+    with pytest.raises(PirfError, match="guidance_w"):
+        wrappers(pg, PDE, NORMALISATION, guidance_w=float("nan"))
     with pytest.raises(PirfError, match="PG-Diffusion denoiser"):
-        pg_sample(base_model(), noise, karras_sigmas(2), PDE, NORMALISATION)
+        wrappers(base_model(), PDE, NORMALISATION)

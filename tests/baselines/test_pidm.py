@@ -11,18 +11,22 @@ import torch
 
 import pirf.data
 import pirf.training
+from pirf.baselines.common import training_data
 from pirf.baselines.pidm import (
     PIDMConfig,
     heun_estimate,
-    load_base,
     pidm_finetune,
     pidm_loss,
     sub_schedule,
-    training_data,
 )
 from pirf.errors import PirfError
-from pirf.models import edm_loss, load_checkpoint, read_checkpoint_info, sample_training_noise
-from pirf.sampling.from_checkpoint import load_model
+from pirf.models import (
+    edm_loss,
+    load_checkpoint,
+    load_model,
+    read_checkpoint_info,
+    sample_training_noise,
+)
 from pirf.training import TrainConfig
 
 
@@ -58,11 +62,11 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def fixed_batch(data: Path, ckpt: Path, dtype: torch.dtype = torch.float64):
     """The base model (in ``dtype``) and a fixed batch of 4 samples with their noise."""
-    opened = load_base(ckpt, torch.device("cpu"))
+    opened = load_model(ckpt, bf16=False, float32=True)
     fields = training_data(opened, data).fields[:4].to(dtype)
     generators = [torch.Generator().manual_seed(index) for index in range(4)]
     sigma, noise = sample_training_noise(fields, generators)
-    return opened, opened.model.to(dtype), fields, sigma, noise
+    return opened, opened.denoiser.to(dtype), fields, sigma, noise
 
 
 def poisson_mse(fields: torch.Tensor) -> torch.Tensor:

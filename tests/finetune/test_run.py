@@ -17,8 +17,7 @@ import pirf.sampling
 import pirf.training
 from pirf.errors import PirfError
 from pirf.finetune import FinetuneConfig, finetune
-from pirf.models import layers, load_checkpoint, parameters_under
-from pirf.sampling.from_checkpoint import load_model
+from pirf.models import layers, load_checkpoint, load_model, parameters_under
 from pirf.training import read_metrics, weights_fingerprint
 from tests.training.conftest import tiny_config
 

@@ -77,6 +77,32 @@ def test_denoiser_feeds_scaled_input_and_noise_labels():
     assert out.dtype == torch.float32
 
 
+class Conditional(nn.Module):
+    """A backbone with a keyword condition (zeros when absent), like PG-Diffusion's."""
+
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        self.seen = condition
+        extra = 0.0 if condition is None else 2.0 * condition
+        return 3.0 * x + labels.reshape(-1, 1, 1, 1) + extra
+
+
+def test_conditioning_reaches_the_backbone_unscaled():
+    backbone = Conditional()
+    denoiser = EDMDenoiser(backbone)
+    x, condition = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    sigma = torch.tensor([0.5, 2.0])
+    out = denoiser(x, sigma, condition=condition, autocast=False)
+    assert backbone.seen is condition
+    c = edm_coefficients(sigma)
+    raw = 3.0 * c.c_in * x + c.c_noise.reshape(-1, 1, 1, 1) + 2.0 * condition
+    torch.testing.assert_close(out, c.c_skip * x + c.c_out * raw)
+    # Without conditioning the backbone is called as an unconditional one.
+    assert torch.equal(denoiser(x, sigma), denoiser(x, sigma, condition=None))
+    assert backbone.seen is None
+
+
 def test_scalar_and_batched_sigma_agree_and_bad_sigma_is_rejected():
     denoiser = EDMDenoiser(Recorder())
     x = torch.randn(3, 1, 4, 4)

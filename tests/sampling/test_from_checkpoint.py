@@ -8,9 +8,9 @@ import torch
 import pirf.data
 import pirf.pdes
 from pirf.errors import PirfError
-from pirf.models import preset_denoiser, save_checkpoint
+from pirf.models import load_model, preset_denoiser, save_checkpoint
 from pirf.pdes.normalisation import Normalisation
-from pirf.sampling.from_checkpoint import load_model, sample_to_file
+from pirf.sampling.from_checkpoint import sample_to_file
 
 
 def make_checkpoint(path, pde_name, resolution=16):

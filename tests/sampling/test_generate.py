@@ -8,6 +8,8 @@ from pirf.errors import PirfError
 from pirf.sampling import (
     SAMPLING_STREAM,
     Precision,
+    SamplingCost,
+    StepFn,
     default_batch_size,
     generate,
     initial_noise,
@@ -68,6 +70,72 @@ def test_result_reports_shape_cost_and_precision():
     assert result.seconds_per_sample == pytest.approx(result.seconds / 7)
     low = generate(SmallNet(), 2, (2, 4, 4), seed=0, steps=3, precision=Precision(True, 1))
     assert low.precision == Precision(True, 1) and low.samples.dtype == torch.float32
+
+
+class LastStepDoubled:
+    """A step wrapper that doubles the result of the last step, runs it in float32 and
+    counts it as a guided step with one backward pass."""
+
+    def full_precision(self, index: int, steps: int) -> bool:
+        return index == steps - 1
+
+    def __call__(self, step: StepFn, index: int, steps: int, cost: SamplingCost) -> StepFn:
+        if not self.full_precision(index, steps):
+            return step
+
+        def doubled(denoiser, x, sigma, sigma_next):
+            cost.guided_steps += 1
+            cost.backward += 1
+            return 2 * step(denoiser, x, sigma, sigma_next)
+
+        return doubled
+
+
+def test_wrappers_change_the_denoiser_the_steps_and_the_final_state():
+    plain = generate(gaussian_denoiser, 5, (1, 4, 4), seed=1, steps=6, batch_size=2)
+
+    def mixed(network):
+        # 2 D - D is D exactly, at two network evaluations per call.
+        return lambda x, sigma: 2 * network(x, sigma) - network(x, sigma)
+
+    def finish(x: torch.Tensor, cost: SamplingCost) -> torch.Tensor:
+        cost.corrections += 1
+        return 3 * x
+
+    result = generate(
+        gaussian_denoiser,
+        5,
+        (1, 4, 4),
+        seed=1,
+        steps=6,
+        batch_size=2,
+        denoiser_wrapper=mixed,
+        step_wrapper=LastStepDoubled(),
+        finish=finish,
+    )
+    # The last step lands on D(x, sigma_min), linear in x: doubling it doubles the sample.
+    assert torch.equal(result.samples, 6 * plain.samples)
+    # Counts are per sample: every micro-batch's trajectory costs the same.
+    assert result.nfe_per_sample == 2 * plain.nfe_per_sample == 22
+    assert (result.guided_steps, result.backward_per_sample, result.corrections) == (1, 1, 1)
+    assert plain.guided_steps == plain.backward_per_sample == plain.corrections == 0
+    # The wrapper's float32 step overrides the precision policy.
+    flags = []
+
+    def recording(x, sigma, *, autocast=None):
+        flags.append(autocast)
+        return gaussian_denoiser(x, sigma)
+
+    generate(
+        recording,
+        1,
+        (1, 4, 4),
+        0,
+        steps=4,
+        precision=Precision(True, 0),
+        step_wrapper=LastStepDoubled(),
+    )
+    assert flags == [True] * 6 + [False]
 
 
 def test_progress_is_reported_per_micro_batch():

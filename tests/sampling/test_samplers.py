@@ -68,6 +68,59 @@ def test_last_step_is_euler_onto_the_denoised_state(method):
     torch.testing.assert_close(landed, exact(START, 80.0, 0.0) * bias, rtol=1e-14, atol=0)
 
 
+TOPS = (80.0, 5.0, 0.5)
+
+
+def per_sample_run(step, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three samples, each from its own ``sigma_max`` (:data:`TOPS`) down its own Karras
+    schedule to ``sigma_min``, stepped together with per-sample levels: the final states
+    and the schedules ``(steps + 1, 3)``."""
+    schedules = torch.stack([karras_sigmas(steps, sigma_max=top) for top in TOPS], dim=1)
+    x = START * torch.tensor(TOPS, dtype=torch.float64).view(3, 1, 1, 1)
+    for index in range(steps - 1):
+        x = step(gaussian_denoiser, x, schedules[index], schedules[index + 1])
+    return x, schedules
+
+
+def per_sample_errors(step, steps: int) -> np.ndarray:
+    """Error of each sample's state at ``sigma_min`` relative to the exact ODE solution."""
+    x, schedules = per_sample_run(step, steps)
+    errors = []
+    for row, top in enumerate(TOPS):
+        reference = exact(START[row] * top, top, float(schedules[steps - 1, row]))
+        errors.append(float(((x[row] - reference) / reference).abs().max()))
+    return np.array(errors)
+
+
+@pytest.mark.parametrize(("step", "order"), [(heun_step, 2.0), (euler_step, 1.0)])
+def test_per_sample_levels_follow_each_samples_own_ode(step, order):
+    # Doubling the steps divides every sample's error by 2^order (measured at 64 -> 128:
+    # 4.1-4.1 for Heun, 2.0-2.0 for Euler), so each sample is on its own schedule.
+    ratios = per_sample_errors(step, 64) / per_sample_errors(step, 128)
+    assert np.all(np.abs(np.log2(ratios) - order) < 0.1), ratios
+    # The last step, to 0 for every sample, is Euler's: it lands on D(x, sigma_min).
+    x, schedules = per_sample_run(step, 8)
+    landed = step(gaussian_denoiser, x, schedules[-2], schedules[-1])
+    torch.testing.assert_close(landed, gaussian_denoiser(x, schedules[-2]), rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("step", [heun_step, euler_step])
+def test_per_sample_levels_are_the_number_levels_of_each_sample(step):
+    schedules = torch.stack([karras_sigmas(4, sigma_max=top) for top in TOPS], dim=1)
+    x = START * torch.tensor(TOPS, dtype=torch.float64).view(3, 1, 1, 1)
+    for index in range(4):
+        level, following = schedules[index], schedules[index + 1]
+        stepped = step(gaussian_denoiser, x, level, following)
+        for row in range(3):
+            alone = step(
+                gaussian_denoiser, x[row : row + 1], float(level[row]), float(following[row])
+            )
+            assert torch.equal(stepped[row : row + 1], alone)
+        x = stepped
+    with pytest.raises(PirfError, match="every sample of the batch or for none"):
+        heun_step(gaussian_denoiser, x, schedules[1], torch.tensor([0.0, 0.0, 0.001]))
+
+
 def test_network_evaluations_are_counted():
     calls = []
 

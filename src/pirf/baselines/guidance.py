@@ -1,15 +1,16 @@
 """Sampling-time physics baselines: DiffusionPDE guidance and CoCoGen correction.
 
-Both run on the same pretrained EDM denoiser, Heun sampler, schedule and seeded noise as
-every other row of a table (docs: ``spec/baselines.md``, ``spec/evaluation.md``), so that
-the only difference from the base model is the physics they add while sampling:
+Both run on the same pretrained EDM denoiser, sampler, schedule and seeded noise as every
+other row of a table (docs: ``spec/baselines.md``, ``spec/evaluation.md``), so that the
+only difference from the base model is the physics they add while sampling. Each is a
+wrapper of the one sampler (:mod:`pirf.sampling.wrappers`), not a sampler of its own:
 
-* DiffusionPDE (:func:`guided_heun_step`): in the last ``guide_fraction`` of the Heun
-  steps, the state ``x_cur`` is moved against the gradient of the residual norm of the
-  step's denoised estimate, taken back through the network:
+* DiffusionPDE (:class:`DiffusionPDEGuidance`, a step wrapper): in the last
+  ``guide_fraction`` of the steps, the state ``x_cur`` is moved against the gradient of
+  the residual norm of the step's denoised estimate, taken back through the network:
   ``x_next <- x_next - zeta * d||R(x0_hat)||_2 / d x_cur``.
-* CoCoGen (``corrections > 0``): the same guidance, then gradient steps on the final
-  sample itself, ``x <- x - zeta * d||R(x)||_2 / dx`` (no network involved).
+* CoCoGen (:class:`CoCoGenCorrections`, a finisher): the same guidance, then gradient steps
+  on the final sample itself, ``x <- x - zeta * d||R(x)||_2 / dx`` (no network involved).
 
 The guidance loss is :func:`residual_norm`, the per-sample L2 norm (not squared) of the
 residual in physical units, as DiffusionPDE uses. DiffusionPDE also divides by the number
@@ -20,7 +21,7 @@ The step sizes are swept on validation seeds and the best is reported
 (:data:`METHODS`, :func:`sweep_grid`, :func:`select_setting`).
 
 >>> loss = functools.partial(residual_norm, pde, normalisation)
->>> result = generate_guided(denoiser, 64, (2, 32, 32), seed=0, loss_fn=loss, zeta=1e-4)
+>>> result = generate(denoiser, 64, (2, 32, 32), seed=0, **wrappers(loss, zeta=1e-4))
 """
 
 from __future__ import annotations
@@ -37,10 +38,8 @@ from pirf.errors import PirfError
 from pirf.finetune.reward import admissible_fields
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import Normalisation
-from pirf.sampling.generate import ProgressFn, SamplingResult, sample_in_batches
-from pirf.sampling.precision import FP32, Denoiser, NetworkCall, Precision
-from pirf.sampling.samplers import StepInfo, heun_step, integrate
-from pirf.sampling.schedule import RHO, SIGMA_MAX, SIGMA_MIN, karras_sigmas, noise_levels
+from pirf.sampling.precision import Denoiser
+from pirf.sampling.wrappers import SamplerWrappers, SamplingCost, StepFn
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 """``loss_fn(x) -> (B,)``: a differentiable per-sample loss of model-space states ``x``."""
@@ -79,18 +78,17 @@ def _finite_nonnegative(what: str, value: float) -> float:
     return float(value)
 
 
-def _check_guidance(
-    zeta: float, guide_fraction: float, corrections: int, correction_zeta: float | None
-) -> tuple[float, float]:
-    """The guidance and correction step sizes, checked."""
-    zeta = _finite_nonnegative("the guidance step zeta", zeta)
+def _check_fraction(guide_fraction: float) -> float:
     fraction = _finite_nonnegative("the guided fraction of steps", guide_fraction)
     if fraction > 1:
         raise PirfError(f"the guided fraction of steps must lie in [0, 1], got {guide_fraction}")
+    return fraction
+
+
+def _check_count(corrections: int) -> int:
     if isinstance(corrections, bool) or not isinstance(corrections, int) or corrections < 0:
         raise PirfError(f"corrections must be a non-negative integer, got {corrections!r}")
-    step = zeta if correction_zeta is None else correction_zeta
-    return zeta, _finite_nonnegative("the correction step", step)
+    return corrections
 
 
 def guided_step_count(steps: int, guide_fraction: float) -> int:
@@ -116,26 +114,28 @@ def _loss_gradient(loss_fn: LossFn, x: torch.Tensor, loss_of: torch.Tensor) -> t
     return torch.zeros_like(x) if gradient is None else gradient
 
 
-# ------------------------------------------------------------------------------ stepping
-def guided_heun_step(
+# ------------------------------------------------------------------------------ guidance
+def guided_step(
+    step: StepFn,
     denoiser: Denoiser,
     x: torch.Tensor,
     sigma: float,
     sigma_next: float,
     loss_fn: LossFn,
     zeta: float,
-) -> torch.Tensor:
-    """One DiffusionPDE-guided EDM Heun step from ``sigma`` to ``sigma_next``.
+) -> tuple[torch.Tensor, int]:
+    """One DiffusionPDE-guided sampler step from ``sigma`` to ``sigma_next``, and the number
+    of network evaluations its backward pass went through.
 
-    The update is :func:`pirf.sampling.heun_step` itself (so also the Euler step onto
-    ``sigma_next = 0``), run with ``x_cur = x`` requiring grad. The denoised estimate
-    ``x0_hat`` is the *last* network evaluation of the step: the corrector's
-    ``D(x_pred, sigma_next)`` at the Euler-predicted state, as in DiffusionPDE's code
-    (which reuses ``x_N`` after the corrector; the spec's "``D(x_cur, sigma)``, from the
+    The update is ``step`` itself (e.g. :func:`pirf.sampling.heun_step`, so also its Euler
+    step onto ``sigma_next = 0``), run with ``x_cur = x`` requiring grad. The denoised
+    estimate ``x0_hat`` is the *last* network evaluation of the step: for Heun the
+    corrector's ``D(x_pred, sigma_next)`` at the Euler-predicted state, as in DiffusionPDE's
+    code (which reuses ``x_N`` after the corrector; the spec's "``D(x_cur, sigma)``, from the
     second evaluation" names the second). On the step to 0 there is no corrector and
     ``x0_hat = D(x_cur, sigma)``, the first and only evaluation. Then
     ``L = loss_fn(x0_hat).sum()``, ``g = dL/dx_cur`` back through the network (through
-    both evaluations, as the predicted state depends on the first), and
+    every evaluation of the step, as the predicted state depends on the first), and
     ``x_next - zeta * g`` is returned detached: no graph outlives the step. Summing the
     per-sample losses gives each sample its own gradient, the network being per-sample.
     """
@@ -148,9 +148,60 @@ def guided_heun_step(
 
     with torch.enable_grad():
         x_cur = x.detach().requires_grad_(True)
-        x_next = heun_step(recording, x_cur, sigma, sigma_next)
+        x_next = step(recording, x_cur, sigma, sigma_next)
         gradient = _loss_gradient(loss_fn, x_cur, estimates[-1])
-    return (x_next - zeta * gradient).detach()
+    return (x_next - zeta * gradient).detach(), len(estimates)
+
+
+@dataclass(frozen=True)
+class DiffusionPDEGuidance:
+    """DiffusionPDE's guidance as a step wrapper (:class:`pirf.sampling.wrappers.StepWrapper`).
+
+    The last :func:`guided_step_count` steps become :func:`guided_step` with step ``zeta``
+    and run the network in float32 (bf16 would put its rounding into the gradient); the
+    other steps are the plain sampler's, at its precision. Guidance reuses the step's own
+    forward evaluations, so the forward NFE is the plain sampler's; each guided step adds
+    one backward pass, through the step's evaluations (two for a Heun step with a
+    corrector, one onto ``sigma = 0``). ``zeta = 0`` guides no step: the plain sampler, at
+    its cost.
+    """
+
+    loss_fn: LossFn
+    zeta: float
+    guide_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        _finite_nonnegative("the guidance step zeta", self.zeta)
+        _check_fraction(self.guide_fraction)
+
+    def guided_steps(self, steps: int) -> int:
+        """How many of ``steps`` sampler steps are guided (the last ones)."""
+        return guided_step_count(steps, self.guide_fraction) if self.zeta > 0 else 0
+
+    def guides(self, index: int, steps: int) -> bool:
+        """Whether step ``index`` (0-based) of ``steps`` is guided."""
+        return index >= steps - self.guided_steps(steps)
+
+    def full_precision(self, index: int, steps: int) -> bool:
+        """Guided steps run the network in float32."""
+        return self.guides(index, steps)
+
+    def __call__(self, step: StepFn, index: int, steps: int, cost: SamplingCost) -> StepFn:
+        if not self.guides(index, steps):
+            return step
+
+        def guided(
+            denoiser: Denoiser, x: torch.Tensor, sigma: float, sigma_next: float
+        ) -> torch.Tensor:
+            x_next, evaluations = guided_step(
+                step, denoiser, x, sigma, sigma_next, self.loss_fn, self.zeta
+            )
+            cost.guided_steps += 1
+            cost.backward += 1
+            cost.backward_nfe += evaluations
+            return x_next
+
+        return guided
 
 
 def correction_step(x: torch.Tensor, loss_fn: LossFn, zeta: float) -> torch.Tensor:
@@ -162,159 +213,51 @@ def correction_step(x: torch.Tensor, loss_fn: LossFn, zeta: float) -> torch.Tens
 
 
 @dataclass(frozen=True)
-class GuidedResult:
-    """The final states of a guided run and what they cost, per sample."""
+class CoCoGenCorrections:
+    """CoCoGen's corrections as a finisher (:data:`pirf.sampling.wrappers.Finisher`):
+    ``count`` :func:`correction_step` s of size ``zeta`` on the final state. They
+    differentiate the loss, not the network; a step of 0 applies none."""
 
-    samples: torch.Tensor
-    """Final states ``(B, C, H, W)``, detached."""
-    nfe: int
-    """Forward network evaluations: ``2N - 1`` for Heun, guided or not (guidance reuses
-    the step's own evaluations)."""
-    backward: int
-    """Backward passes through the network: one per guided step."""
-    backward_nfe: int
-    """Network evaluations those passes go back through: two per guided step with a
-    corrector, one for a guided step onto ``sigma = 0``."""
-    guided_steps: int
-    """Steps that applied guidance (none when ``zeta = 0``)."""
-    corrections: int
-    """CoCoGen correction steps applied (gradients of the loss only, not of the network;
-    none when their step size is 0)."""
+    loss_fn: LossFn
+    zeta: float
+    count: int
+
+    def __post_init__(self) -> None:
+        _finite_nonnegative("the correction step", self.zeta)
+        _check_count(self.count)
+
+    def __call__(self, x: torch.Tensor, cost: SamplingCost) -> torch.Tensor:
+        if self.zeta == 0:
+            return x
+        for _ in range(self.count):
+            x = correction_step(x, self.loss_fn, self.zeta)
+            cost.corrections += 1
+        return x
 
 
-def guided_sample(
-    denoiser: Denoiser,
-    noise: torch.Tensor,
-    sigmas: torch.Tensor | Sequence[float],
+def wrappers(
     loss_fn: LossFn,
     *,
     zeta: float,
     guide_fraction: float = 0.2,
     corrections: int = 0,
     correction_zeta: float | None = None,
-    precision: Precision = FP32,
-) -> GuidedResult:
-    """Heun sampling from ``noise * sigmas[0]`` with DiffusionPDE guidance and CoCoGen
-    corrections.
+) -> SamplerWrappers:
+    """The sampler wrappers of one guidance setting (the keys of :data:`METHODS`), as
+    keyword arguments of :func:`pirf.sampling.generate`.
 
-    Like :func:`pirf.sampling.sample` (unit ``noise``, a decreasing schedule ending in 0,
-    a float32 state unless ``noise`` is float64), except that the last
-    :func:`guided_step_count` steps are :func:`guided_heun_step` with step ``zeta``, and
-    ``corrections`` :func:`correction_step` s of size ``correction_zeta`` (default
-    ``zeta``) follow the last step. Unguided steps run the network at ``precision`` like
-    the plain sampler; guided steps run it in float32 (bf16 would put its rounding into
-    the gradient). A step size of 0 skips the work it would scale, so ``zeta = 0`` with no
+    DiffusionPDE guidance with step ``zeta`` in the last ``guide_fraction`` of the steps,
+    then ``corrections`` CoCoGen correction steps of size ``correction_zeta`` (default
+    ``zeta``). A step size of 0 leaves out the work it would scale, so ``zeta = 0`` with no
     corrections is exactly the plain sampler, at its cost.
     """
-    zeta, step = _check_guidance(zeta, guide_fraction, corrections, correction_zeta)
-    levels = noise_levels(sigmas)
-    steps = len(levels) - 1
-    guided = guided_step_count(steps, guide_fraction) if zeta > 0 else 0
-    corrections = corrections if step > 0 else 0
-    nfe = 0
-
-    def count(info: StepInfo) -> None:
-        nonlocal nfe
-        nfe = info.nfe
-
-    with torch.no_grad():
-        x = (noise if noise.dtype == torch.float64 else noise.to(torch.float32)) * levels[0]
-    x = integrate(denoiser, x, levels, stop=steps - guided, precision=precision, callback=count)
-    network = NetworkCall(denoiser, low_precision=False)
-    backward_nfe = 0
-    for index in range(steps - guided, steps):
-        sigma, sigma_next = levels[index], levels[index + 1]
-        x = guided_heun_step(network, x, sigma, sigma_next, loss_fn, zeta)
-        backward_nfe += 1 if sigma_next == 0 else 2
-    for _ in range(corrections):
-        x = correction_step(x, loss_fn, step)
-    return GuidedResult(x.detach(), nfe + network.calls, guided, backward_nfe, guided, corrections)
-
-
-# ------------------------------------------------------------------------------ many samples
-@dataclass(frozen=True)
-class GuidedSamplingResult(SamplingResult):
-    """A :class:`~pirf.sampling.SamplingResult` with the backward cost of guidance."""
-
-    backward_per_sample: int = 0
-    backward_nfe_per_sample: int = 0
-    guided_steps: int = 0
-    corrections: int = 0
-
-
-def generate_guided(
-    denoiser: Denoiser,
-    n: int,
-    shape: tuple[int, int, int],
-    seed: int,
-    loss_fn: LossFn,
-    *,
-    steps: int = 20,
-    zeta: float,
-    guide_fraction: float = 0.2,
-    corrections: int = 0,
-    correction_zeta: float | None = None,
-    device: torch.device | str = "cpu",
-    batch_size: int | None = None,
-    precision: Precision = FP32,
-    sigma_min: float = SIGMA_MIN,
-    sigma_max: float = SIGMA_MAX,
-    rho: float = RHO,
-    channels_last: bool | None = None,
-    progress: ProgressFn | None = None,
-) -> GuidedSamplingResult:
-    """``n`` guided samples of ``shape`` from seed ``seed``: :func:`pirf.sampling.generate`
-    with :func:`guided_sample` as the sampler.
-
-    Sample ``i`` starts from the same noise as in every other method, whatever the
-    micro-batch; ``batch_size=None`` picks one and halves it after a CUDA out-of-memory
-    error (guidance keeps a step's graph, so it needs more memory than plain sampling).
-    ``nfe_per_sample`` counts forward network evaluations; the backward passes are in the
-    extra fields. Samples are returned in model space, float32, on the CPU.
-    """
-    _check_guidance(zeta, guide_fraction, corrections, correction_zeta)
-    sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho)
-    last: list[GuidedResult] = []
-
-    def run(noise: torch.Tensor) -> torch.Tensor:
-        result = guided_sample(
-            denoiser,
-            noise,
-            sigmas,
-            loss_fn,
-            zeta=zeta,
-            guide_fraction=guide_fraction,
-            corrections=corrections,
-            correction_zeta=correction_zeta,
-            precision=precision,
-        )
-        last[:] = [result]
-        return result.samples
-
-    done = sample_in_batches(
-        run,
-        n,
-        shape,
-        seed,
-        device=device,
-        batch_size=batch_size,
-        channels_last=channels_last,
-        progress=progress,
-    )
-    result = last[0]
-    return GuidedSamplingResult(
-        done.samples,
-        steps,
-        "heun",
-        result.nfe,
-        done.seconds,
-        done.batch_size,
-        precision,
-        backward_per_sample=result.backward,
-        backward_nfe_per_sample=result.backward_nfe,
-        guided_steps=result.guided_steps,
-        corrections=result.corrections,
-    )
+    guidance = DiffusionPDEGuidance(loss_fn, zeta, guide_fraction)
+    step = zeta if correction_zeta is None else correction_zeta
+    finish = CoCoGenCorrections(loss_fn, step, corrections)
+    return {
+        "step_wrapper": guidance if guidance.zeta > 0 else None,
+        "finish": finish if finish.zeta > 0 and finish.count > 0 else None,
+    }
 
 
 # ------------------------------------------------------------------------------ sweeps
@@ -325,8 +268,8 @@ METHODS: dict[str, dict[str, Any]] = {
     "diffusionpde": {"zeta": ZETA_GRID, "guide_fraction": 0.2, "corrections": 0},
     "cocogen": {"zeta": ZETA_GRID, "guide_fraction": 0.2, "corrections": (1, 3, 5)},
 }
-"""Settings of each sampling-time baseline, as keyword arguments of :func:`guided_sample`
-and :func:`generate_guided`; a tuple is a sweep axis (:func:`sweep_grid`).
+"""Settings of each sampling-time baseline, as keyword arguments of :func:`wrappers`; a
+tuple is a sweep axis (:func:`sweep_grid`).
 
 DiffusionPDE: guidance in the last 20 % of the steps, no corrections, ``zeta`` swept over
 :data:`ZETA_GRID`. CoCoGen, as the PIRF authors re-implemented it: the same guidance plus
@@ -384,15 +327,14 @@ def select_setting(
 __all__ = [
     "METHODS",
     "ZETA_GRID",
-    "GuidedResult",
-    "GuidedSamplingResult",
+    "CoCoGenCorrections",
+    "DiffusionPDEGuidance",
     "LossFn",
     "correction_step",
-    "generate_guided",
-    "guided_heun_step",
-    "guided_sample",
+    "guided_step",
     "guided_step_count",
     "residual_norm",
     "select_setting",
     "sweep_grid",
+    "wrappers",
 ]

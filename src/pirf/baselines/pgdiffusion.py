@@ -21,20 +21,21 @@ Training (:func:`pgdiffusion_train`) is EDM denoising on the training data, with
 condition computed at each noisy state and replaced by zeros with probability
 ``drop_prob`` per sample (condition dropout, as in classifier-free guidance): the model
 with a zero condition is the unconditional one, and it is also what a plain call
-``model(x, sigma)`` evaluates. Sampling (:func:`pg_sample`, :func:`generate_pg`) is EDM's
-deterministic Heun sampler with a guided denoiser ``(w + 1) D(x | g) - w D(x | 0)``, the
-EDM form of classifier-free guidance ``eps = (w + 1) eps_cond - w eps_uncond`` (``D`` and
-``eps`` are affine in each other at a fixed ``x`` and ``sigma``, so mixing either is the
-same), plus a direct step ``x_next -= step_zeta * grad`` along the raw residual gradient.
+``model(x, sigma)`` evaluates. Sampling is EDM's deterministic sampler
+(:func:`pirf.sampling.generate`) with two wrappers (:func:`wrappers`): the guided denoiser
+``(w + 1) D(x | g) - w D(x | 0)`` (:class:`ClassifierFreeGuidance`), the EDM form of
+classifier-free guidance ``eps = (w + 1) eps_cond - w eps_uncond`` (``D`` and ``eps`` are
+affine in each other at a fixed ``x`` and ``sigma``, so mixing either is the same), and a
+direct step ``x_next -= step_zeta * grad`` along the raw residual gradient
+(:class:`ResidualGradientStep`).
 
 Importing this module registers the ``"pg-unet"`` backbone; a checkpoint written by
-:func:`pgdiffusion_train` loads with :func:`pirf.models.load_checkpoint` only after
+:func:`pgdiffusion_train` loads (:func:`pirf.models.load_model`) only after
 ``import pirf.baselines.pgdiffusion``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, replace
 from typing import Any
@@ -42,47 +43,30 @@ from typing import Any
 import torch
 from torch import nn
 
-from pirf.baselines.pidm import (
+from pirf.baselines.common import (
     BaselineRunConfig,
     check_positive,
     check_run,
-    load_base,
-    optimise,
     save_baseline,
     training_data,
 )
-from pirf.baselines.pidm import (
-    per_sample_sigma as _per_sample,
-)
-from pirf.baselines.pidm import (
-    working_dtype as _working_dtype,
-)
+from pirf.baselines.pidm import optimise
 from pirf.devices import resolve_device
 from pirf.errors import PirfError
 from pirf.finetune.reward import residual_loss
 from pirf.models import (
     EDMDenoiser,
-    edm_coefficients,
+    load_model,
     loss_weight,
     register_backbone,
 )
+from pirf.models.edm import per_sample_sigma, working_dtype
 from pirf.models.layers import Conv2d
 from pirf.models.unet import UNet, UNetConfig
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import Normalisation
-from pirf.sampling import (
-    FP32,
-    RHO,
-    SIGMA_MAX,
-    SIGMA_MIN,
-    ProgressFn,
-    SamplingResult,
-    StepInfo,
-    karras_sigmas,
-    noise_levels,
-)
-from pirf.sampling.generate import sample_in_batches
-from pirf.sampling.samplers import StepCallback
+from pirf.sampling.precision import Denoiser
+from pirf.sampling.wrappers import SamplerWrappers, SamplingCost, StepFn
 from pirf.seeding import unit_generators
 from pirf.training.draws import Draws
 
@@ -207,23 +191,10 @@ def pg_denoise(
     *,
     autocast: bool | None = None,
 ) -> torch.Tensor:
-    """``D(x, sigma | condition)``: EDM preconditioning around the conditional backbone.
-
-    The same arithmetic as :meth:`EDMDenoiser.forward` (so ``condition=None`` gives exactly
-    ``model(x, sigma)``), with the condition handed to the backbone unscaled.
-    """
-    backbone = _pg_backbone(model)
-    x = x.to(_working_dtype(x))
-    coefficients = edm_coefficients(_per_sample(sigma, x), model.sigma_data)
-    use_bf16 = model.bf16 if autocast is None else autocast
-    context = (
-        torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16)
-        if x.device.type == "cuda"
-        else contextlib.nullcontext()
-    )
-    with context:
-        raw = backbone(coefficients.c_in * x, coefficients.c_noise, condition)
-    return coefficients.c_skip * x + coefficients.c_out * raw.to(x.dtype)
+    """``D(x, sigma | condition)``: the conditional denoiser, the condition handed to its
+    backbone unscaled (``condition=None`` gives exactly ``model(x, sigma)``)."""
+    _pg_backbone(model)
+    return model(x, sigma, autocast=autocast, condition=condition)
 
 
 # --------------------------------------------------------------------------- the condition
@@ -235,7 +206,7 @@ def residual_gradient(x: torch.Tensor, pde: PDE, normalisation: Normalisation) -
     inference-mode tensors.
     """
     with torch.enable_grad():
-        state = x.detach().to(_working_dtype(x)).requires_grad_(True)
+        state = x.detach().to(working_dtype(x)).requires_grad_(True)
         loss = residual_loss(pde, normalisation, state, dtype=state.dtype).sum()
         (gradient,) = torch.autograd.grad(loss, state)
     return gradient.to(x.dtype)
@@ -281,8 +252,8 @@ def pg_loss(
     Same arithmetic as :func:`pirf.models.edm_loss`: with every condition dropped it is
     exactly the EDM loss of the unconditional model.
     """
-    x = x.to(_working_dtype(x))
-    sigma = _per_sample(sigma, x)
+    x = x.to(working_dtype(x))
+    sigma = per_sample_sigma(sigma, x)
     noisy = x + sigma.reshape(-1, 1, 1, 1) * noise.to(x.dtype)
     condition, _ = physics_condition(noisy, pde, normalisation)
     if drop is not None:
@@ -293,136 +264,95 @@ def pg_loss(
 
 
 # --------------------------------------------------------------------------- sampling
-def _check_guidance(guidance_w: float, step_zeta: float) -> None:
-    if not math.isfinite(guidance_w):
-        raise PirfError(f"guidance_w must be finite, got {guidance_w}")
-    check_positive("step_zeta", step_zeta, allow_zero=True)
-
-
 def pg_network_evaluations(steps: int, guidance_w: float) -> int:
-    """Network evaluations of one :func:`pg_sample` trajectory over a schedule of ``steps``
+    """Network evaluations of one PG-Diffusion Heun trajectory over a schedule of ``steps``
     ending in 0: ``2N - 1`` guided denoiser calls, each 2 evaluations (conditional and
     unconditional), or 1 when ``guidance_w`` is 0 (the unconditional term vanishes and is
     not computed)."""
     return (2 * steps - 1) * (1 if guidance_w == 0 else 2)
 
 
-def pg_sample(
+@dataclass(frozen=True)
+class ClassifierFreeGuidance:
+    """PG-Diffusion's guided denoiser as a denoiser wrapper
+    (:data:`pirf.sampling.wrappers.DenoiserWrapper`).
+
+    Around the network of a conditional model it evaluates, at a state ``x``, the condition
+    there (:func:`physics_condition`) and returns ``(w + 1) D(x | g) - w D(x | 0)``: two
+    network evaluations, or one when ``guidance_w`` is 0. The condition is computed outside
+    the network's autocast region, in the state's precision.
+    """
+
+    pde: PDE
+    normalisation: Normalisation
+    guidance_w: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.guidance_w):
+            raise PirfError(f"guidance_w must be finite, got {self.guidance_w}")
+
+    def __call__(self, network: Denoiser) -> Denoiser:
+        def guided(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            condition, _ = physics_condition(x, self.pde, self.normalisation)
+            denoised = network(x, sigma, condition=condition)
+            if self.guidance_w == 0:
+                return denoised
+            unconditional = network(x, sigma)
+            return (self.guidance_w + 1) * denoised - self.guidance_w * unconditional
+
+        return guided
+
+
+@dataclass(frozen=True)
+class ResidualGradientStep:
+    """PG-Diffusion's direct step as a step wrapper
+    (:class:`pirf.sampling.wrappers.StepWrapper`): after every step the state moves by
+    ``-step_zeta`` times the raw :func:`residual_gradient` of the state the step started
+    from. The gradient is of the residual operator alone, no network pass."""
+
+    pde: PDE
+    normalisation: Normalisation
+    step_zeta: float
+
+    def __post_init__(self) -> None:
+        check_positive("step_zeta", self.step_zeta, allow_zero=True)
+
+    def full_precision(self, index: int, steps: int) -> bool:
+        """The direct step does not differentiate the network: any precision will do."""
+        return False
+
+    def __call__(self, step: StepFn, index: int, steps: int, cost: SamplingCost) -> StepFn:
+        if self.step_zeta == 0:
+            return step
+
+        def stepped(
+            denoiser: Denoiser, x: torch.Tensor, sigma: float, sigma_next: float
+        ) -> torch.Tensor:
+            x_next = step(denoiser, x, sigma, sigma_next)
+            return x_next - self.step_zeta * residual_gradient(x, self.pde, self.normalisation)
+
+        return stepped
+
+
+def wrappers(
     model: EDMDenoiser,
-    noise: torch.Tensor,
-    sigmas: torch.Tensor | list[float],
     pde: PDE,
     normalisation: Normalisation,
     *,
     guidance_w: float = 1.0,
     step_zeta: float = 0.0,
-    callback: StepCallback | None = None,
-) -> torch.Tensor:
-    """Deterministic Heun sampling from ``noise * sigmas[0]`` with the guided denoiser.
+) -> SamplerWrappers:
+    """The sampler wrappers that sample the conditional ``model`` as PG-Diffusion does, as
+    keyword arguments of :func:`pirf.sampling.generate`: :class:`ClassifierFreeGuidance`
+    with weight ``guidance_w`` and, unless ``step_zeta`` is 0, :class:`ResidualGradientStep`.
 
-    Each denoiser evaluation at a state ``x`` computes the condition there and returns
-    ``(w + 1) D(x | g) - w D(x | 0)`` (see the module docstring); after each step the
-    state moves by ``-step_zeta`` times the raw residual gradient of the state the step
-    started from (already computed for the step's first evaluation). The network runs in
-    full precision; the state is float32 (float64 for float64 noise). ``callback`` sees a
-    :class:`pirf.sampling.StepInfo` after every step, whose ``nfe`` counts network
-    evaluations.
+    Sample with full-precision steps (the default :data:`pirf.sampling.FP32`);
+    :func:`pg_network_evaluations` gives the NFE.
     """
     _pg_backbone(model)
-    _check_guidance(guidance_w, step_zeta)
-    levels = noise_levels(sigmas)
-    steps = len(levels) - 1
-    calls = 0
-
-    def guided(x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-        nonlocal calls
-        condition, gradient = physics_condition(x, pde, normalisation)
-        sigma_batch = torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
-        denoised = pg_denoise(model, x, sigma_batch, condition, autocast=False).to(x.dtype)
-        calls += 1
-        if guidance_w != 0:
-            unconditional = pg_denoise(model, x, sigma_batch, None, autocast=False).to(x.dtype)
-            calls += 1
-            denoised = (guidance_w + 1) * denoised - guidance_w * unconditional
-        return denoised, gradient
-
-    with torch.no_grad():
-        x = noise if noise.dtype == torch.float64 else noise.to(torch.float32)
-        x = x * levels[0]
-        for index in range(steps):
-            sigma, sigma_next = levels[index], levels[index + 1]
-            denoised, gradient = guided(x, sigma)
-            slope = (x - denoised) / sigma
-            predicted = x + (sigma_next - sigma) * slope
-            if sigma_next == 0:
-                x_next = predicted
-            else:
-                denoised_next, _ = guided(predicted, sigma_next)
-                slope_next = (predicted - denoised_next) / sigma_next
-                x_next = x + (sigma_next - sigma) * 0.5 * (slope + slope_next)
-            if step_zeta != 0:
-                x_next = x_next - step_zeta * gradient
-            x = x_next
-            if callback is not None:
-                callback(StepInfo(index, steps, sigma, sigma_next, x, calls, False))
-    return x
-
-
-def generate_pg(
-    model: EDMDenoiser,
-    n: int,
-    shape: tuple[int, int, int],
-    seed: int,
-    *,
-    pde: PDE,
-    normalisation: Normalisation,
-    steps: int = 20,
-    guidance_w: float = 1.0,
-    step_zeta: float = 0.0,
-    device: torch.device | str = "cpu",
-    batch_size: int | None = None,
-    sigma_min: float = SIGMA_MIN,
-    sigma_max: float = SIGMA_MAX,
-    rho: float = RHO,
-    progress: ProgressFn | None = None,
-) -> SamplingResult:
-    """``n`` PG-Diffusion samples (model space, float32, CPU) from seed ``seed``, like
-    :func:`pirf.sampling.generate`: sample ``i`` starts from the noise of
-    :func:`pirf.sampling.initial_noise` for index ``i``, so the micro-batch size changes
-    only the speed. The model must already be on ``device``. ``batch_size=None`` chooses a
-    micro-batch size and halves it after a CUDA out-of-memory error.
-    """
-    _check_guidance(guidance_w, step_zeta)
-    sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho)
-    nfe = 0
-
-    def count(info: StepInfo) -> None:
-        nonlocal nfe
-        nfe = info.nfe
-
-    def run(noise: torch.Tensor) -> torch.Tensor:
-        return pg_sample(
-            model,
-            noise,
-            sigmas,
-            pde,
-            normalisation,
-            guidance_w=guidance_w,
-            step_zeta=step_zeta,
-            callback=count,
-        )
-
-    done = sample_in_batches(
-        run,
-        n,
-        shape,
-        seed,
-        device=device,
-        batch_size=batch_size,
-        channels_last=False,
-        progress=progress,
-    )
-    return SamplingResult(done.samples, steps, "heun", nfe, done.seconds, done.batch_size, FP32)
+    guidance = ClassifierFreeGuidance(pde, normalisation, guidance_w)
+    direct = ResidualGradientStep(pde, normalisation, step_zeta)
+    return {"denoiser_wrapper": guidance, "step_wrapper": direct if step_zeta != 0 else None}
 
 
 # --------------------------------------------------------------------------- training
@@ -447,12 +377,13 @@ def pgdiffusion_train(config: PGDiffusionConfig) -> dict[str, Any]:
     if not 0.0 <= config.drop_prob <= 1.0:
         raise PirfError(f"drop_prob must lie in [0, 1], got {config.drop_prob}")
     device = resolve_device(config.device)
-    base = load_base(config.ckpt, device)
+    # Float32 and no bf16 autocast, as for PIDM (the condition is a residual gradient).
+    base = load_model(config.ckpt, device=device, bf16=False, float32=True)
     data = training_data(base, config.data)
     draws = Draws(config.seed, n_data=len(data.fields), batch=config.batch)
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(draws.init_seed())
-        model = pg_from_base(base.model)
+        model = pg_from_base(base.denoiser)
 
     def loss_fn(
         iteration: int, x: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor
@@ -503,18 +434,19 @@ def pgdiffusion_train(config: PGDiffusionConfig) -> dict[str, Any]:
 __all__ = [
     "CONDITION_EPS",
     "PG_BACKBONE",
+    "ClassifierFreeGuidance",
     "PGDiffusionConfig",
     "PGUNet",
+    "ResidualGradientStep",
     "condition_drops",
-    "generate_pg",
     "normalise_condition",
     "pg_denoise",
     "pg_from_base",
     "pg_loss",
     "pg_network_evaluations",
-    "pg_sample",
     "pg_unet_from_config",
     "pgdiffusion_train",
     "physics_condition",
     "residual_gradient",
+    "wrappers",
 ]

@@ -22,37 +22,44 @@ cosine decay. Every random draw is a pure function of ``(seed, iteration)``
 ``OUT/checkpoint`` in the base checkpoint's format, so everything that samples or
 evaluates a pirf checkpoint takes it unchanged.
 
-The helpers of the training loop (:func:`load_base`, :func:`training_data`,
-:func:`optimise`, :func:`final_means`) are shared with the other trained baseline,
-:mod:`pirf.baselines.pgdiffusion`.
+The training loop :func:`optimise` is shared with the other trained baseline,
+:mod:`pirf.baselines.pgdiffusion`, as is the plumbing around it
+(:mod:`pirf.baselines.common`).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-import pirf.data
-import pirf.pdes
+from pirf.baselines.common import (
+    FINAL_WINDOW,
+    LR_FINAL_RATIO,
+    BaselineRunConfig,
+    Optimisation,
+    check_positive,
+    check_run,
+    save_baseline,
+    training_data,
+    warmup_iterations,
+)
 from pirf.devices import resolve_device
 from pirf.errors import PirfError
 from pirf.finetune.reward import residual_loss
-from pirf.models import EDMDenoiser, check_matches, load_checkpoint, loss_weight, save_checkpoint
-from pirf.models.checkpoint import Checkpoint, file_sha256
+from pirf.models import EDMDenoiser, load_model, loss_weight
+from pirf.models.edm import per_sample_sigma, working_dtype
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import Normalisation
+from pirf.sampling.samplers import heun_step
 from pirf.sampling.schedule import RHO, SIGMA_MIN
 from pirf.training.batches import BatchSource
-from pirf.training.config import WARMUP_FRACTION
 from pirf.training.draws import Draws
 from pirf.training.ema import EMA
 from pirf.training.progress import TrainingProgress
@@ -60,133 +67,12 @@ from pirf.training.schedule import adam, learning_rate
 
 ESTIMATES: tuple[str, ...] = ("one-step", "sample")
 """Which clean-field estimate the residual loss judges."""
-LR_FINAL_RATIO = 0.05
-"""Learning rate at the last iteration as a fraction of the peak (as in base training)."""
-FINAL_WINDOW = 10
-"""The summary's final losses average the last this many iterations."""
-CHECKPOINT = "checkpoint"
-SUMMARY = "summary.json"
 
 
-# --------------------------------------------------------------------------- shared helpers
-@dataclass(frozen=True)
-class BaseModel:
-    """A base checkpoint opened for fine-tuning."""
-
-    checkpoint: Checkpoint
-    model: EDMDenoiser
-    """Float32 copy of the starting weights: the EMA weights if the checkpoint has them."""
-    pde: PDE
-    normalisation: Normalisation
-    resolution: tuple[int, int]
-    sha256: str
-    """SHA-256 of the base's ``checkpoint.json`` (identifies the base in the new one)."""
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of one sample."""
-        return (len(self.pde.channels), *self.resolution)
-
-
-def load_base(ckpt: str | Path, device: torch.device) -> BaseModel:
-    """Load a base checkpoint in full float32 precision (no bf16 autocast).
-
-    The residual of a bf16 estimate is dominated by rounding, which would drown the very
-    signal these baselines train on; hence float32 throughout.
-    """
-    checkpoint = load_checkpoint(ckpt, device=device, optimizer=False, bf16=False)
-    info = checkpoint.info
-    if info.pde is None or info.normalisation is None or info.resolution is None:
-        raise PirfError(
-            f"{ckpt}: the checkpoint lacks its PDE, normalisation or resolution; "
-            "make it with pirf train (or save_checkpoint with pde, normalisation, resolution)"
-        )
-    start = checkpoint.ema if checkpoint.ema is not None else checkpoint.model
-    return BaseModel(
-        checkpoint=checkpoint,
-        model=start.float(),
-        pde=pirf.pdes.from_metadata(info.pde, source=str(ckpt)),
-        normalisation=info.normalisation,
-        resolution=info.resolution,
-        sha256=file_sha256(Path(ckpt) / "checkpoint.json"),
-    )
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    """Training fields in the base model's space, and what the checkpoint records of them."""
-
-    fields: torch.Tensor
-    """``(N, C, H, W)`` float32 on the CPU, normalised with the *checkpoint's*
-    normalisation (the model's space is the checkpoint's, whatever file the data is from)."""
-    record: dict[str, Any]
-
-
-def training_data(base: BaseModel, path: str | Path) -> TrainingData:
-    """Read a fields file after checking it holds the base model's PDE (name, parameters,
-    channels) at its resolution; PirfError names the first difference."""
-    data = pirf.data.load(path)
-    try:
-        check_matches(
-            base.checkpoint.info,
-            pde=data.pde.name,
-            channels=data.channels,
-            resolution=data.resolution,
-            params=data.params,
-        )
-        if len(data) == 0:
-            raise PirfError(f"{path} holds no samples to train on")
-        values = base.normalisation.to_model(data.fields())
-        record = {
-            "path": str(data.path),
-            "samples": len(data),
-            "seed": data.seed,
-            "split": data.split,
-        }
-    finally:
-        data.close()
-    return TrainingData(values.float().contiguous(), record)
-
-
-def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
-    """One-line error unless ``value`` is positive (or zero, if allowed) and finite."""
-    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        raise PirfError(f"{name} must be {'>= 0' if allow_zero else 'positive'}, got {value}")
-
-
-def check_run(
-    out: str | Path, iters: int, batch: int, lr: float, seed: int, data: str | Path
-) -> None:
-    """The checks every trained baseline makes before reading or writing anything."""
-    for name, value in (("iters", iters), ("batch", batch)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise PirfError(f"{name} must be a positive integer, got {value!r}")
-    check_positive("lr", lr)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise PirfError(f"seed must be a non-negative integer, got {seed!r}")
-    if Path(out).exists() and not Path(out).is_dir():
-        raise PirfError(f"out {out} is a file; give a directory for the run")
-    if not Path(data).is_file():
-        raise PirfError(f"no such data file: {data}")
-
-
-def warmup_iterations(iters: int) -> int:
-    """Length of the linear warm-up: 5 % of the run (at least one step), as in training."""
-    return max(1, round(WARMUP_FRACTION * iters))
-
-
+# --------------------------------------------------------------------------- the training loop
 LossFn = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 """``loss_fn(iteration, x, sigma, noise) -> {"loss": (B,), other parts: (B,)}``; the mean
 of ``"loss"`` is back-propagated, the other parts are only logged."""
-
-
-@dataclass(frozen=True)
-class Optimisation:
-    """What :func:`optimise` did: per-iteration batch means of every loss part, and time."""
-
-    history: list[dict[str, float]]
-    seconds: float
 
 
 def optimise(
@@ -259,104 +145,7 @@ def optimise(
     return Optimisation(history, time.perf_counter() - began)
 
 
-def final_means(history: list[dict[str, float]], window: int = FINAL_WINDOW) -> dict[str, float]:
-    """``final_<part>``: each logged quantity averaged over the last ``window`` iterations
-    (one iteration's batch is too noisy to compare runs by)."""
-    last = history[-window:]
-    if not last:
-        return {}
-    return {f"final_{name}": sum(row[name] for row in last) / len(last) for name in last[0]}
-
-
-def write_summary(out: Path, summary: dict[str, Any]) -> None:
-    """``OUT/summary.json`` (the same dictionary the training function returns)."""
-    (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
-
-
-def save_baseline(
-    name: str,
-    config: Any,
-    model: nn.Module,
-    ema: nn.Module | None,
-    base: BaseModel,
-    data: TrainingData,
-    run: Optimisation,
-    *,
-    details: dict[str, Any],
-    summary: dict[str, Any],
-    device: torch.device,
-    training: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Write a trained baseline's ``OUT/checkpoint`` (the base model's format, with
-    ``extra["baseline"] = name``) and ``OUT/summary.json``; returns the summary."""
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    info = base.checkpoint.info
-    record = {
-        **config.to_json(),
-        "warmup": warmup_iterations(config.iters),
-        "lr_final_ratio": LR_FINAL_RATIO,
-        **(training or {}),
-    }
-    key = name.replace("-", "_")
-    save_checkpoint(
-        out / CHECKPOINT,
-        model,
-        ema=ema,
-        pde=info.pde,
-        normalisation=base.normalisation,
-        resolution=base.resolution,
-        training={k: v for k, v in record.items() if k not in ("progress", "device")},
-        counters={
-            "iteration": config.iters,
-            "samples": config.iters * config.batch,
-            "seconds": run.seconds,
-        },
-        extra={
-            **info.extra,
-            "baseline": name,
-            key: {
-                "base": str(config.ckpt),
-                "base_sha256": base.sha256,
-                "base_training": info.training,
-                "data": data.record,
-                **details,
-            },
-        },
-        overwrite=True,
-    )
-    result: dict[str, Any] = {
-        "baseline": name,
-        "out": str(out),
-        "checkpoint": str(out / CHECKPOINT),
-        "iterations": config.iters,
-        "seconds": run.seconds,
-        "seconds_per_iteration": run.seconds / config.iters,
-        **final_means(run.history),
-        **summary,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "device": str(device),
-    }
-    write_summary(out, result)
-    return result
-
-
 # --------------------------------------------------------------------------- the PIDM loss
-def working_dtype(x: torch.Tensor) -> torch.dtype:
-    """float64 stays float64; anything else computes in float32."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
-def per_sample_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
-    """Noise levels ``(B,)`` in ``x``'s dtype from a number or one value per sample."""
-    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
-    if sigma.numel() == 1:
-        return sigma.expand(x.shape[0])
-    if sigma.numel() != x.shape[0]:
-        raise PirfError(f"need one noise level per sample ({x.shape[0]}), got {sigma.numel()}")
-    return sigma
-
-
 def sub_schedule(
     sigma: torch.Tensor, steps: int, *, sigma_min: float = SIGMA_MIN, rho: float = RHO
 ) -> torch.Tensor:
@@ -391,22 +180,15 @@ def heun_estimate(
     rho: float = RHO,
 ) -> torch.Tensor:
     """Differentiable EDM Heun sampling of ``noisy`` from its levels ``sigma`` ``(B,)`` to 0
-    on :func:`sub_schedule` (Euler on the last step, as in :func:`pirf.sampling.heun_step`).
+    on :func:`sub_schedule`: :func:`pirf.sampling.heun_step` with per-sample levels (Euler
+    on the last step, to 0).
 
     Uses ``2 * steps - 1`` denoiser calls; gradients flow through all of them.
     """
     levels = sub_schedule(sigma, steps, sigma_min=sigma_min, rho=rho)
     x = noisy
     for index in range(steps):
-        level, following = levels[index], levels[index + 1]
-        delta = (following - level).reshape(-1, 1, 1, 1)
-        slope = (x - denoiser(x, level)) / level.reshape(-1, 1, 1, 1)
-        predicted = x + delta * slope
-        if index == steps - 1:  # the step to 0 is Euler's: it lands on D(x, level)
-            x = predicted
-            break
-        slope_next = (predicted - denoiser(predicted, following)) / following.reshape(-1, 1, 1, 1)
-        x = x + delta * 0.5 * (slope + slope_next)
+        x = heun_step(denoiser, x, levels[index], levels[index + 1])
     return x
 
 
@@ -471,32 +253,6 @@ def pidm_loss(
 
 # --------------------------------------------------------------------------- the run
 @dataclass
-class BaselineRunConfig:
-    """What every trained baseline's run takes (PIDM, PG-Diffusion add their own)."""
-
-    ckpt: Path | str
-    """Base checkpoint (``pirf train`` output); training starts from its EMA weights."""
-    data: Path | str
-    """Training fields (a pirf fields file of the base model's PDE and resolution)."""
-    out: Path | str
-    """Run directory: ``OUT/checkpoint`` and ``OUT/summary.json``."""
-    iters: int = 200
-    batch: int = 16
-    lr: float = 1e-4
-    """Peak Adam learning rate (short linear warm-up, then cosine decay to 5 %)."""
-    seed: int = 0
-    device: str = "cpu"
-    progress: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        """The configuration as JSON values (paths as strings)."""
-        values = asdict(self)
-        for name in ("ckpt", "data", "out"):
-            values[name] = str(values[name])
-        return values
-
-
-@dataclass
 class PIDMConfig(BaselineRunConfig):
     """Arguments of :func:`pidm_finetune`."""
 
@@ -530,14 +286,16 @@ def pidm_finetune(config: PIDMConfig) -> dict[str, Any]:
     """Fine-tune a base checkpoint with the PIDM loss; returns the run's summary.
 
     Writes ``OUT/checkpoint`` (model = the fine-tuned weights, ema = their EMA; loadable by
-    :func:`pirf.sampling.from_checkpoint.load_model`) and ``OUT/summary.json``. The
+    :func:`pirf.models.load_model`) and ``OUT/summary.json``. The
     checkpoint's ``extra`` says ``"baseline": "pidm"`` and names the base and the data.
     """
     _validate(config)
     device = resolve_device(config.device)
-    base = load_base(config.ckpt, device)
+    # Float32 and no bf16 autocast: the residual of a bf16 estimate is dominated by
+    # rounding, which would drown the very signal this loss trains on.
+    base = load_model(config.ckpt, device=device, bf16=False, float32=True)
     data = training_data(base, config.data)
-    model = copy.deepcopy(base.model)
+    model = copy.deepcopy(base.denoiser)
     ema = EMA(model, halflife=config.ema_halflife, rampup=None)
 
     def loss_fn(
@@ -591,19 +349,12 @@ def pidm_finetune(config: PIDMConfig) -> dict[str, Any]:
 
 __all__ = [
     "ESTIMATES",
-    "BaseModel",
-    "BaselineRunConfig",
-    "Optimisation",
+    "LossFn",
     "PIDMConfig",
     "PIDMLoss",
-    "TrainingData",
-    "final_means",
     "heun_estimate",
-    "load_base",
     "optimise",
     "pidm_finetune",
     "pidm_loss",
-    "save_baseline",
     "sub_schedule",
-    "training_data",
 ]

@@ -33,8 +33,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from pirf.baselines import guidance
-from pirf.baselines.pgdiffusion import PGDiffusionConfig, generate_pg, pgdiffusion_train
+from pirf.baselines import guidance, pgdiffusion
+from pirf.baselines.pgdiffusion import PGDiffusionConfig, pgdiffusion_train
 from pirf.baselines.pidm import PIDMConfig, pidm_finetune
 from pirf.data.atomic import fsync_path
 from pirf.errors import PirfError, option
@@ -43,9 +43,8 @@ from pirf.evaluation.band import DEFAULT_BAND, Fidelity, FidelityBand
 from pirf.evaluation.protocol import headline
 from pirf.finetune import FinetuneConfig, finetune
 from pirf.finetune.config import resolve
-from pirf.models import load_checkpoint
+from pirf.models import LoadedModel, load_model, resolve_checkpoint
 from pirf.sampling import SamplingResult, generate
-from pirf.sampling.from_checkpoint import load_model
 from pirf.settings import with_values
 from pirf.training import rundir
 
@@ -83,13 +82,13 @@ class Context:
     sweep_steps: int
     options: dict[str, dict[str, Any]] | None = None
     """Per-method settings from ``--method-option METHOD.KEY=VALUE``."""
-    _models: dict | None = None
+    _models: dict[str, LoadedModel] | None = None
 
     def option(self, method: str) -> dict[str, Any]:
         return dict((self.options or {}).get(method, {}))
 
-    def model(self, checkpoint: Path) -> Any:
-        """A loaded checkpoint (EMA weights for sampling), cached."""
+    def model(self, checkpoint: Path) -> LoadedModel:
+        """A loaded checkpoint (EMA weights for sampling, when it has them), cached."""
         if self._models is None:
             self._models = {}
         key = str(checkpoint)
@@ -268,8 +267,14 @@ class Guided(Method):
         def loss(samples: torch.Tensor) -> torch.Tensor:
             return guidance.residual_norm(model.pde, model.normalisation, samples)
 
-        return guidance.generate_guided(
-            model.denoiser, n, model.shape, seed, loss, steps=steps, device=ctx.device, **setting
+        return generate(
+            model.denoiser,
+            n,
+            model.shape,
+            seed,
+            steps=steps,
+            device=ctx.device,
+            **guidance.wrappers(loss, **setting),
         )
 
     def stages(self, ctx: Context) -> list[Stage]:
@@ -341,14 +346,6 @@ class PIDM(Method):
 class PGDiffusion(Method):
     name, label = "pgdiffusion", "PG-Diffusion"
 
-    def _model(self, ctx: Context) -> Any:
-        key = "pg-model"
-        cache = ctx._models if ctx._models is not None else {}
-        ctx._models = cache
-        if key not in cache:
-            cache[key] = load_checkpoint(self._run(ctx) / "checkpoint", device=ctx.device).model
-        return cache[key]
-
     def _train_options(self, ctx: Context) -> dict[str, Any]:
         return {k: v for k, v in ctx.option(self.name).items() if k not in PG_GRID[0]}
 
@@ -366,16 +363,16 @@ class PGDiffusion(Method):
 
     def _generate(self, ctx: Context, setting: dict, steps: int, n: int, seed: int):
         base = ctx.model(ctx.base)
-        return generate_pg(
-            self._model(ctx),
+        model = ctx.model(self._run(ctx) / "checkpoint").denoiser
+        return generate(
+            model,
             n,
             base.shape,
             seed,
-            pde=base.pde,
-            normalisation=base.normalisation,
             steps=steps,
             device=ctx.device,
-            **setting,
+            channels_last=False,
+            **pgdiffusion.wrappers(model, base.pde, base.normalisation, **setting),
         )
 
     def stages(self, ctx: Context) -> list[Stage]:
@@ -481,8 +478,9 @@ class PIRF(Method):
         return [Stage(label, out / "summary.json", run)]
 
     def checkpoint(self, ctx: Context) -> Path:
-        best = self._run(ctx) / "best"
-        return best if (best / "checkpoint.json").is_file() else self._run(ctx) / "checkpoint"
+        """The run's best checkpoint (chosen on validation seeds), else its final one."""
+        path, _ = resolve_checkpoint(self._run(ctx))
+        return path
 
     def sample(self, ctx: Context, steps: int, n: int, seed: int) -> Sampled:
         model = ctx.model(self.checkpoint(ctx))

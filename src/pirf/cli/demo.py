@@ -29,7 +29,8 @@ from pirf.errors import PirfError
 from pirf.evaluation.figures import save_comparison
 from pirf.evaluation.protocol import evaluate_checkpoint
 from pirf.finetune import FinetuneConfig, finetune
-from pirf.sampling.from_checkpoint import load_model, to_physical
+from pirf.models import load_model
+from pirf.sampling.from_checkpoint import to_physical
 from pirf.sampling.generate import generate
 from pirf.training import TrainConfig, train
 

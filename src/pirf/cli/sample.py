@@ -19,7 +19,12 @@ class Sampler(str, Enum):
 
 
 def sample(
-    ckpt: Annotated[Path, typer.Option("--ckpt", help="Checkpoint directory.")],
+    ckpt: Annotated[
+        Path,
+        typer.Option(
+            "--ckpt", help="Checkpoint, or a run directory (its best/, else its checkpoint/)."
+        ),
+    ],
     n: Annotated[int, typer.Option("--n", help="Number of samples.")],
     out: Annotated[Path, typer.Option("--out", help="Output file (.h5).")],
     steps: Annotated[int, typer.Option("--steps", help="Sampler steps.")] = 20,
@@ -66,6 +71,7 @@ def sample(
         emit_json(summary)
         return
     table = Table(title=f"samples of {summary['pde']}", show_header=False)
+    table.add_row("checkpoint", f"{summary['checkpoint']} ({summary['checkpoint_kind']})")
     for key in ("path", "n", "shape", "sampler", "steps", "nfe_per_sample", "seed"):
         table.add_row(key, str(summary[key]))
     table.add_row("seconds", f"{summary['seconds']:.2f} ({summary['samples_per_s']:.1f} samples/s)")

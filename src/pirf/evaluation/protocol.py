@@ -182,11 +182,13 @@ def evaluate_checkpoint(
     figures: str | Path | None = None,
     progress: Callable[[str], Callable[[int, int], None] | None] | None = None,
 ) -> dict[str, Any]:
-    """Sample ``n`` fields from ``checkpoint`` at each step count and evaluate them;
+    """Sample ``n`` fields from ``checkpoint`` (a checkpoint, or a run directory's best or
+    final one: :func:`pirf.models.resolve_checkpoint`) at each step count and evaluate them;
     with ``figures``, also draw sample grids and spectra into that directory.
     ``progress(label)`` gives the ``progress(done, total)`` function of each step count's
     sampling (the CLI's progress bar)."""
-    from pirf.sampling.from_checkpoint import load_model, to_physical
+    from pirf.models.loaded import load_model
+    from pirf.sampling.from_checkpoint import to_physical
     from pirf.sampling.generate import generate
 
     model = load_model(checkpoint, device=device)
@@ -219,8 +221,8 @@ def evaluate_checkpoint(
         )
         rows.append(
             {
-                "label": f"{source_label(checkpoint)} @ {count} steps",
-                "checkpoint": str(checkpoint),
+                "label": f"{source_label(model.path)} @ {count} steps",
+                "checkpoint": str(model.path),
                 "steps": count,
                 "sampler": method,
                 "nfe": result.nfe_per_sample,

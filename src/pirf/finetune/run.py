@@ -51,8 +51,8 @@ from pirf.finetune.monitor import (
     evaluate_model,
 )
 from pirf.finetune.trainer import PIRFTrainer, StepStats
-from pirf.models import EDMDenoiser, load_checkpoint, read_checkpoint_info, save_checkpoint
-from pirf.models.checkpoint import Checkpoint, file_sha256
+from pirf.models import load_checkpoint, load_model, read_checkpoint_info, save_checkpoint
+from pirf.models.checkpoint import Checkpoint
 from pirf.sampling import Precision, generate
 from pirf.training import distributed, rundir
 from pirf.training.figures import save_preview
@@ -63,18 +63,6 @@ BEST = "best"
 REFERENCE_LIMIT = 1024
 """At most this many reference samples enter the fidelity metrics (the first ones)."""
 FIGURE_SAMPLES = 4
-
-
-def _base_model(config: FinetuneConfig, device: torch.device) -> tuple[Checkpoint, EDMDenoiser]:
-    base = load_checkpoint(config.ckpt, device=device, optimizer=False, bf16=config.trajectory.bf16)
-    info = base.info
-    if info.pde is None or info.normalisation is None or info.resolution is None:
-        raise PirfError(
-            f"{config.ckpt}: the checkpoint lacks its PDE, normalisation or resolution; "
-            "make it with pirf train (or save_checkpoint with pde, normalisation, resolution)"
-        )
-    start = base.ema if base.ema is not None else base.model
-    return base, start.float()
 
 
 def _reference_path(config: FinetuneConfig, base: Checkpoint) -> Path | None:
@@ -136,12 +124,12 @@ class _Run:
                 resume_from, device=self.device, bf16=config.trajectory.bf16
             )
         self.config = config
-        self.base, start_model = _base_model(config, self.device)
-        info = self.base.info
-        self.pde = pirf.pdes.from_metadata(info.pde, source=str(config.ckpt))
-        self.normalisation = info.normalisation
-        self.shape = (len(self.pde.channels), *info.resolution)
-        self.base_sha = file_sha256(Path(config.ckpt) / "checkpoint.json")
+        base = load_model(
+            config.ckpt, device=self.device, bf16=config.trajectory.bf16, float32=True
+        )
+        self.base, start_model = base.checkpoint, base.denoiser
+        self.pde, self.normalisation, self.shape = base.pde, base.normalisation, base.shape
+        self.base_sha = base.sha256
         self.reference_path = _reference_path(config, self.base)
         self.reference = _prepare_reference(self.reference_path, self.pde, self.base, self.device)
         self.plain = copy.deepcopy(start_model).requires_grad_(False)

@@ -2,12 +2,13 @@
 
 Typical use::
 
-    from pirf.models import load_checkpoint, preset_denoiser, save_checkpoint
+    from pirf.models import load_checkpoint, load_model, preset_denoiser, save_checkpoint
 
     model = preset_denoiser("tiny", channels=2, resolution=32)
     denoised = model(noisy, sigma)                      # D(x, sigma), float32
     save_checkpoint("run/base", model, pde=pde, normalisation=norm, resolution=32)
     checkpoint = load_checkpoint("run/base")            # verified; never runs code
+    loaded = load_model("runs/poisson")                 # a checkpoint or a run directory
 
 Any ``nn.Module`` mapping ``(x (B, C, H, W), noise_labels (B,))`` to ``(B, C, H, W)`` can be
 wrapped in :class:`EDMDenoiser`; see ``docs/models.md``.
@@ -39,6 +40,7 @@ from pirf.models.edm import (
     loss_weight,
     sample_training_noise,
 )
+from pirf.models.loaded import LoadedModel, load_model, resolve_checkpoint
 from pirf.models.presets import PRESETS, preset_denoiser, unet_config
 from pirf.models.unet import UNet, UNetConfig
 
@@ -48,6 +50,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointInfo",
     "EDMDenoiser",
+    "LoadedModel",
     "UNet",
     "UNetConfig",
     "backbone_names",
@@ -57,12 +60,14 @@ __all__ = [
     "edm_coefficients",
     "edm_loss",
     "load_checkpoint",
+    "load_model",
     "loss_weight",
     "named_modules_under",
     "parameters_under",
     "preset_denoiser",
     "read_checkpoint_info",
     "register_backbone",
+    "resolve_checkpoint",
     "sample_training_noise",
     "save_checkpoint",
     "top_module_names",

@@ -69,9 +69,24 @@ def loss_weight(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Te
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
 
-def _working_dtype(x: torch.Tensor) -> torch.dtype:
-    """float32, or float64 when the caller computes in double precision."""
+def working_dtype(x: torch.Tensor) -> torch.dtype:
+    """float32, or float64 when the caller computes in double precision: the dtype of the
+    denoiser's arithmetic and of the losses built on it."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def per_sample_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """Noise levels ``(B,)`` for the batch ``x`` in its working dtype, from a number, a 0-d
+    tensor or one value per sample."""
+    sigma = torch.as_tensor(sigma, dtype=working_dtype(x), device=x.device).reshape(-1)
+    if sigma.numel() == 1:
+        return sigma.expand(x.shape[0])
+    if sigma.numel() != x.shape[0]:
+        raise PirfError(
+            f"sigma must be a scalar or have one value per sample ({x.shape[0]}); "
+            f"got {sigma.numel()} values"
+        )
+    return sigma
 
 
 class EDMDenoiser(nn.Module):
@@ -81,7 +96,9 @@ class EDMDenoiser(nn.Module):
     returns float32 (float64 for float64 input). On CUDA the backbone runs under bfloat16
     autocast when ``bf16`` is set (the preconditioning arithmetic stays in float32); pass
     ``autocast=False`` to a call to force full precision, e.g. for the last sampler steps
-    whose accuracy sets the residual floor.
+    whose accuracy sets the residual floor. Further keyword arguments are conditioning for
+    a conditional backbone, handed to it as given (not preconditioned): ``D(x, sigma,
+    condition=g)`` is ``c_skip x + c_out F(c_in x, c_noise, condition=g)``.
     """
 
     def __init__(
@@ -103,22 +120,16 @@ class EDMDenoiser(nn.Module):
         self.architecture = architecture
         """Registry entry that rebuilds the backbone (``pirf.models.build_backbone``), if known."""
 
-    def _sigma_batch(self, sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
-        sigma = torch.as_tensor(sigma, dtype=_working_dtype(x), device=x.device).reshape(-1)
-        if sigma.numel() == 1:
-            return sigma.expand(x.shape[0])
-        if sigma.numel() != x.shape[0]:
-            raise PirfError(
-                f"sigma must be a scalar or have one value per sample ({x.shape[0]}); "
-                f"got {sigma.numel()} values"
-            )
-        return sigma
-
     def forward(
-        self, x: torch.Tensor, sigma: torch.Tensor | float, *, autocast: bool | None = None
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor | float,
+        *,
+        autocast: bool | None = None,
+        **conditioning: torch.Tensor | None,
     ) -> torch.Tensor:
-        x = x.to(_working_dtype(x))
-        coefficients = edm_coefficients(self._sigma_batch(sigma, x), self.sigma_data)
+        x = x.to(working_dtype(x))
+        coefficients = edm_coefficients(per_sample_sigma(sigma, x), self.sigma_data)
         use_bf16 = self.bf16 if autocast is None else autocast
         # On CUDA the context is always entered: disabled, it also switches off an autocast
         # region the caller may be in, so autocast=False really means float32.
@@ -128,7 +139,7 @@ class EDMDenoiser(nn.Module):
             else contextlib.nullcontext()
         )
         with context:
-            raw = self.backbone(coefficients.c_in * x, coefficients.c_noise)
+            raw = self.backbone(coefficients.c_in * x, coefficients.c_noise, **conditioning)
         return coefficients.c_skip * x + coefficients.c_out * raw.to(x.dtype)
 
     def top_module_names(
@@ -174,7 +185,7 @@ def sample_training_noise(
     one CPU generator per sample (``pirf.seeding.unit_generators``), which makes each
     sample's draws independent of the batch it is in; ``None`` uses the global RNG.
     """
-    dtype = _working_dtype(x)
+    dtype = working_dtype(x)
     if isinstance(generator, list):
         if len(generator) != x.shape[0]:
             raise PirfError(f"need one generator per sample: {len(generator)} for {x.shape[0]}")
@@ -206,10 +217,10 @@ def edm_loss(
     """
     if (sigma is None) != (noise is None):
         raise PirfError("give both sigma and noise to edm_loss, or neither")
-    x = x.to(_working_dtype(x))
+    x = x.to(working_dtype(x))
     if sigma is None or noise is None:
         sigma, noise = sample_training_noise(x, generator, p_mean=p_mean, p_std=p_std)
-    sigma = denoiser._sigma_batch(sigma, x)
+    sigma = per_sample_sigma(sigma, x)
     noisy = x + sigma.reshape(-1, 1, 1, 1) * noise.to(x.dtype)
     error = (denoiser(noisy, sigma) - x).square().flatten(1).mean(dim=1)
     return loss_weight(sigma, denoiser.sigma_data) * error
@@ -225,5 +236,7 @@ __all__ = [
     "edm_coefficients",
     "edm_loss",
     "loss_weight",
+    "per_sample_sigma",
     "sample_training_noise",
+    "working_dtype",
 ]

@@ -4,6 +4,9 @@
 >>> result = generate(denoiser, n=64, shape=(2, 32, 32), seed=0, steps=20)
 >>> result.samples.shape, result.nfe_per_sample
 (torch.Size([64, 2, 32, 32]), 39)
+
+Sampling-time physics (guidance, corrections, classifier-free mixing) enters the same
+sampler as wrappers (:mod:`pirf.sampling.wrappers`).
 """
 
 from pirf.sampling.generate import ProgressFn, SamplingResult, default_batch_size, generate
@@ -21,6 +24,14 @@ from pirf.sampling.samplers import (
     step_function,
 )
 from pirf.sampling.schedule import RHO, SIGMA_MAX, SIGMA_MIN, karras_sigmas, noise_levels
+from pirf.sampling.wrappers import (
+    DenoiserWrapper,
+    Finisher,
+    SamplerWrappers,
+    SamplingCost,
+    StepFn,
+    StepWrapper,
+)
 
 __all__ = [
     "FP32",
@@ -30,11 +41,17 @@ __all__ = [
     "SIGMA_MIN",
     "STEPS",
     "Denoiser",
+    "DenoiserWrapper",
+    "Finisher",
     "NetworkCall",
     "Precision",
     "ProgressFn",
+    "SamplerWrappers",
+    "SamplingCost",
     "SamplingResult",
+    "StepFn",
     "StepInfo",
+    "StepWrapper",
     "Trajectory",
     "default_batch_size",
     "euler_step",

@@ -7,49 +7,19 @@ checkpoint's normalisation and the sampling settings (sampler, steps, seed, NFE,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-import pirf.pdes
 from pirf.data.writer import check_destination, write_fields
 from pirf.devices import resolve_device
 from pirf.errors import PirfError
-from pirf.models.checkpoint import Checkpoint, load_checkpoint
+from pirf.models.loaded import LoadedModel, load_model
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import Normalisation
 from pirf.sampling.generate import ProgressFn, SamplingResult, generate
 from pirf.sampling.precision import Precision
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """What sampling needs from a checkpoint: the denoiser, its PDE and normalisation."""
-
-    checkpoint: Checkpoint
-    denoiser: torch.nn.Module
-    pde: PDE
-    normalisation: Normalisation
-    shape: tuple[int, int, int]
-
-
-def load_model(
-    path: str | Path, *, device: torch.device | str = "cpu", ema: bool = True
-) -> LoadedModel:
-    """Load a checkpoint for sampling (its EMA weights when present and ``ema``)."""
-    checkpoint = load_checkpoint(path, device=device, ema=ema, optimizer=False)
-    info = checkpoint.info
-    if info.pde is None or info.normalisation is None or info.resolution is None:
-        raise PirfError(
-            f"{path}: the checkpoint lacks its PDE, normalisation or resolution; "
-            "it was not made by pirf train or pirf finetune"
-        )
-    pde = pirf.pdes.from_metadata(info.pde, source=str(path))
-    denoiser = checkpoint.ema if (ema and checkpoint.ema is not None) else checkpoint.model
-    shape = (len(pde.channels), *info.resolution)
-    return LoadedModel(checkpoint, denoiser, pde, info.normalisation, shape)
 
 
 def to_physical(
@@ -80,7 +50,8 @@ def sample_to_file(
     force: bool = False,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """Sample ``n`` fields from a checkpoint into ``out``; returns the summary (JSON-able)."""
+    """Sample ``n`` fields from a checkpoint (or a run directory's best or final one, see
+    :func:`pirf.models.resolve_checkpoint`) into ``out``; returns the summary (JSON-able)."""
     destination = check_destination(out, force=force)
     torch_device = resolve_device(device)
     model = load_model(checkpoint, device=torch_device, ema=ema)
@@ -101,7 +72,8 @@ def sample_to_file(
         raise PirfError("the sampler produced NaN or inf values; the checkpoint may be broken")
     attrs = {
         "source": "model",
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(model.path),
+        "checkpoint_kind": model.kind,
         "sampler": method,
         "steps": steps,
         "nfe_per_sample": result.nfe_per_sample,

@@ -3,7 +3,12 @@
 :func:`generate` returns samples in model space on the CPU; turning them into physical
 fields and files is the caller's (``pirf sample``) business. Sample ``i`` always starts
 from the same noise (:mod:`pirf.sampling.noise`), so the micro-batch size changes only the
-speed, never the noise.
+speed, never the noise. The same function samples the base model and the sampling-time
+physics baselines, which it takes as wrappers (:mod:`pirf.sampling.wrappers`)::
+
+    result = generate(denoiser, 64, (2, 32, 32), seed=0, steps=20)
+    guided = generate(denoiser, 64, (2, 32, 32), seed=0, steps=20,
+                      **pirf.baselines.guidance.wrappers(loss, zeta=1e-4, corrections=3))
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import torch
 from pirf.errors import PirfError
 from pirf.sampling.noise import initial_noise
 from pirf.sampling.precision import FP32, Denoiser, Precision
-from pirf.sampling.samplers import StepInfo, sample, step_function
+from pirf.sampling.samplers import sample, step_function
 from pirf.sampling.schedule import RHO, SIGMA_MAX, SIGMA_MIN, karras_sigmas
+from pirf.sampling.wrappers import DenoiserWrapper, Finisher, SamplingCost, StepWrapper
 
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``: samples finished so far out of the total."""
@@ -38,6 +44,14 @@ class SamplingResult:
     batch_size: int
     """The micro-batch size in use at the end (after any out-of-memory halving)."""
     precision: Precision = FP32
+    backward_per_sample: int = 0
+    """Backward passes through the network per sample (guidance: one per guided step)."""
+    backward_nfe_per_sample: int = 0
+    """Network evaluations those backward passes go through, per sample."""
+    guided_steps: int = 0
+    """Sampler steps that applied guidance."""
+    corrections: int = 0
+    """Correction steps applied to each final sample (no network involved)."""
 
     @property
     def seconds_per_sample(self) -> float:
@@ -89,7 +103,7 @@ def sample_in_batches(
     progress: ProgressFn | None = None,
 ) -> Batched:
     """Apply ``run(noise) -> samples`` to the seeded unit noise of samples ``0 .. n-1``, in
-    micro-batches; the loop every sampler of pirf (plain, guided, conditioned) shares.
+    micro-batches: the loop of :func:`generate`.
 
     ``batch_size=None`` starts from :func:`default_batch_size` and halves it after a CUDA
     out-of-memory error until a micro-batch fits; an explicit size is used as given.
@@ -149,23 +163,37 @@ def generate(
     rho: float = RHO,
     channels_last: bool | None = None,
     progress: ProgressFn | None = None,
+    denoiser_wrapper: DenoiserWrapper | None = None,
+    step_wrapper: StepWrapper | None = None,
+    finish: Finisher | None = None,
 ) -> SamplingResult:
     """``n`` samples of ``shape`` ``(C, H, W)`` from seed ``seed``, ``steps`` sampler steps.
 
     The denoiser must already be on ``device`` (and in eval mode, if it is a module).
     Micro-batching, out-of-memory halving, ``channels_last`` and ``progress`` are those of
-    :func:`sample_in_batches`.
+    :func:`sample_in_batches`. ``denoiser_wrapper`` and ``step_wrapper`` go to
+    :func:`pirf.sampling.sample`, ``finish`` is applied to each micro-batch's final states
+    (:mod:`pirf.sampling.wrappers`); the result counts the forward network evaluations and
+    whatever backward passes and corrections the wrappers add, per sample.
     """
     step_function(method)
     sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho)
-    nfe = 0
-
-    def count(info: StepInfo) -> None:
-        nonlocal nfe
-        nfe = info.nfe
+    cost = SamplingCost()
 
     def run(noise: torch.Tensor) -> torch.Tensor:
-        return sample(denoiser, noise, sigmas, method=method, precision=precision, callback=count)
+        nonlocal cost
+        cost = SamplingCost()
+        x = sample(
+            denoiser,
+            noise,
+            sigmas,
+            method=method,
+            precision=precision,
+            denoiser_wrapper=denoiser_wrapper,
+            step_wrapper=step_wrapper,
+            cost=cost,
+        )
+        return x if finish is None else finish(x, cost)
 
     done = sample_in_batches(
         run,
@@ -178,5 +206,15 @@ def generate(
         progress=progress,
     )
     return SamplingResult(
-        done.samples, steps, method, nfe, done.seconds, done.batch_size, precision
+        done.samples,
+        steps,
+        method,
+        cost.nfe,
+        done.seconds,
+        done.batch_size,
+        precision,
+        backward_per_sample=cost.backward,
+        backward_nfe_per_sample=cost.backward_nfe,
+        guided_steps=cost.guided_steps,
+        corrections=cost.corrections,
     )

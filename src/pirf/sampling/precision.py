@@ -19,7 +19,8 @@ import torch
 from pirf.errors import PirfError
 
 Denoiser = Callable[..., torch.Tensor]
-"""``D(x, sigma) -> x0 estimate``; ``x`` ``(B, C, H, W)``, ``sigma`` a ``(B,)`` tensor."""
+"""``D(x, sigma) -> x0 estimate``; ``x`` ``(B, C, H, W)``, ``sigma`` a ``(B,)`` tensor. A
+conditional denoiser also takes keyword conditioning, ``D(x, sigma, condition=g)``."""
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,10 @@ class NetworkCall:
 
     ``NetworkCall(D, low_precision)(x, sigma)`` evaluates ``D(x, sigma)`` under bf16
     autocast when ``low_precision`` is set and in float32 otherwise, and returns the result
-    in ``x``'s dtype. Drivers set :attr:`low_precision` before each step; :attr:`calls`
-    counts network evaluations. It holds no tensors, so it is as safe inside an autograd
-    graph (or gradient checkpointing) as the denoiser itself.
+    in ``x``'s dtype; keyword conditioning is passed on to ``D``. Drivers set
+    :attr:`low_precision` before each step; :attr:`calls` counts network evaluations. It
+    holds no tensors, so it is as safe inside an autograd graph (or gradient checkpointing)
+    as the denoiser itself.
     """
 
     def __init__(self, denoiser: Denoiser, low_precision: bool = False) -> None:
@@ -100,9 +102,11 @@ class NetworkCall:
         self.calls = 0
         self._keyword = accepts_autocast_keyword(denoiser)
 
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, sigma: torch.Tensor, **conditioning: torch.Tensor | None
+    ) -> torch.Tensor:
         self.calls += 1
         keywords = {"autocast": self.low_precision} if self._keyword else {}
         with autocast_region(x.device, self.low_precision):
-            out = self.denoiser(x, sigma, **keywords)
+            out = self.denoiser(x, sigma, **keywords, **conditioning)
         return out.to(x.dtype)

@@ -10,9 +10,12 @@ sigma``. A step function advances ``x`` from ``sigma`` to ``sigma_next``:
 
 Step functions are pure: they hold no state, never touch the gradient mode and only call
 ``denoiser(x, sigma)``, so fine-tuning reuses them unchanged inside a differentiable (or
-checkpointed) trajectory. Precision and gradients are the drivers' business:
-:func:`integrate` runs a range of steps of a schedule, :func:`sample` a whole trajectory
-from unit noise, both without autograd bookkeeping unless ``grad=True``.
+checkpointed) trajectory. The noise levels are numbers, one for the whole batch, or
+``(B,)`` tensors, one per sample (PIDM's per-sample schedules), with the same arithmetic.
+
+Precision and gradients are the drivers' business: :func:`integrate` runs a range of steps
+of a schedule, :func:`sample` a whole trajectory from unit noise, both without autograd
+bookkeeping unless ``grad=True``.
 """
 
 from __future__ import annotations
@@ -26,35 +29,57 @@ import torch
 from pirf.errors import PirfError
 from pirf.sampling.precision import FP32, Denoiser, NetworkCall, Precision
 from pirf.sampling.schedule import noise_levels
+from pirf.sampling.wrappers import DenoiserWrapper, SamplingCost, StepFn, StepWrapper
 
-StepFn = Callable[[Denoiser, torch.Tensor, float, float], torch.Tensor]
+Sigma = float | torch.Tensor
+"""A noise level of a step: a number for the whole batch, or a ``(B,)`` tensor per sample."""
 
 
-def _sigma_batch(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def _sigma_batch(x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
+    """The ``(B,)`` noise levels the denoiser is called with."""
+    if isinstance(sigma, torch.Tensor):
+        return sigma
     return torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
 
 
-def _slope(denoiser: Denoiser, x: torch.Tensor, sigma: float) -> torch.Tensor:
+def _per_pixel(value: Sigma) -> Sigma:
+    """A number, or a per-sample tensor shaped to broadcast against ``(B, C, H, W)``."""
+    return value.reshape(-1, 1, 1, 1) if isinstance(value, torch.Tensor) else value
+
+
+def _reaches_zero(sigma_next: Sigma) -> bool:
+    """Whether the step ends at ``sigma = 0``: for every sample or for none (a per-sample
+    schedule that reaches 0 for some samples only has no step rule)."""
+    if not isinstance(sigma_next, torch.Tensor):
+        return sigma_next == 0
+    zeros = int((sigma_next == 0).sum())
+    if zeros not in (0, sigma_next.numel()):
+        raise PirfError("a step must reach sigma = 0 for every sample of the batch or for none")
+    return zeros > 0
+
+
+def _slope(denoiser: Denoiser, x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
     """``dx/dsigma = (x - D(x, sigma)) / sigma``."""
-    return (x - denoiser(x, _sigma_batch(x, sigma))) / sigma
+    return (x - denoiser(x, _sigma_batch(x, sigma))) / _per_pixel(sigma)
 
 
 def euler_step(
-    denoiser: Denoiser, x: torch.Tensor, sigma: float, sigma_next: float
+    denoiser: Denoiser, x: torch.Tensor, sigma: Sigma, sigma_next: Sigma
 ) -> torch.Tensor:
     """One Euler step of the probability-flow ODE from ``sigma`` to ``sigma_next``."""
-    return x + (sigma_next - sigma) * _slope(denoiser, x, sigma)
+    return x + _per_pixel(sigma_next - sigma) * _slope(denoiser, x, sigma)
 
 
-def heun_step(denoiser: Denoiser, x: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+def heun_step(denoiser: Denoiser, x: torch.Tensor, sigma: Sigma, sigma_next: Sigma) -> torch.Tensor:
     """One EDM Heun step: Euler predictor, then the trapezoidal corrector unless
     ``sigma_next == 0`` (where the step is Euler's)."""
     slope = _slope(denoiser, x, sigma)
-    predicted = x + (sigma_next - sigma) * slope
-    if sigma_next == 0:
+    step = _per_pixel(sigma_next - sigma)
+    predicted = x + step * slope
+    if _reaches_zero(sigma_next):
         return predicted
     slope_next = _slope(denoiser, predicted, sigma_next)
-    return x + (sigma_next - sigma) * 0.5 * (slope + slope_next)
+    return x + step * 0.5 * (slope + slope_next)
 
 
 STEPS: dict[str, StepFn] = {"heun": heun_step, "euler": euler_step}
@@ -121,12 +146,26 @@ def _run(
     precision: Precision,
     callback: StepCallback | None,
     states: list[torch.Tensor] | None = None,
+    *,
+    denoiser: Denoiser | None = None,
+    step_wrapper: StepWrapper | None = None,
+    cost: SamplingCost | None = None,
 ) -> torch.Tensor:
-    """Steps ``indices`` of the schedule ``levels``, appending each new state to ``states``."""
+    """Steps ``indices`` of the schedule ``levels``, appending each new state to ``states``.
+
+    The steps call ``denoiser`` (default: ``network`` itself), ``step_wrapper`` may replace
+    any step, and ``network`` sets each step's precision and counts the evaluations.
+    """
     steps = len(levels) - 1
+    stepped = network if denoiser is None else denoiser
+    cost = SamplingCost() if cost is None else cost
     for index in indices:
-        network.low_precision = precision.low_precision(index, steps)
-        x = step(network, x, levels[index], levels[index + 1])
+        run_step, full = step, False
+        if step_wrapper is not None:
+            run_step = step_wrapper(step, index, steps, cost)
+            full = step_wrapper.full_precision(index, steps)
+        network.low_precision = precision.low_precision(index, steps) and not full
+        x = run_step(stepped, x, levels[index], levels[index + 1])
         if states is not None:
             states.append(x)
         if callback is not None:
@@ -134,6 +173,7 @@ def _run(
             callback(
                 StepInfo(index, steps, sigma, sigma_next, x, network.calls, network.low_precision)
             )
+    cost.nfe = network.calls
     return x
 
 
@@ -184,6 +224,9 @@ def sample(
     callback: StepCallback | None = ...,
     return_trajectory: Literal[False] = ...,
     grad: bool = ...,
+    denoiser_wrapper: DenoiserWrapper | None = ...,
+    step_wrapper: StepWrapper | None = ...,
+    cost: SamplingCost | None = ...,
 ) -> torch.Tensor: ...
 
 
@@ -198,6 +241,9 @@ def sample(
     callback: StepCallback | None = ...,
     return_trajectory: Literal[True],
     grad: bool = ...,
+    denoiser_wrapper: DenoiserWrapper | None = ...,
+    step_wrapper: StepWrapper | None = ...,
+    cost: SamplingCost | None = ...,
 ) -> Trajectory: ...
 
 
@@ -211,6 +257,9 @@ def sample(
     callback: StepCallback | None = None,
     return_trajectory: bool = False,
     grad: bool = False,
+    denoiser_wrapper: DenoiserWrapper | None = None,
+    step_wrapper: StepWrapper | None = None,
+    cost: SamplingCost | None = None,
 ) -> torch.Tensor | Trajectory:
     """Integrate the probability-flow ODE from ``noise * sigmas[0]`` down to ``sigmas[-1]``.
 
@@ -221,15 +270,32 @@ def sample(
     evaluations so far. Returns the final state, or with ``return_trajectory`` a
     :class:`Trajectory` of all ``N + 1`` states and the NFE. No autograd bookkeeping
     unless ``grad=True`` (see :func:`integrate`).
+
+    Physics enters through wrappers (:mod:`pirf.sampling.wrappers`): the steps call
+    ``denoiser_wrapper(network)`` instead of the network, ``step_wrapper`` replaces the
+    steps it changes, and ``cost``, if given, receives the trajectory's counts.
     """
     step = step_function(method)
     levels = noise_levels(sigmas)
     network = NetworkCall(denoiser)
+    stepped = network if denoiser_wrapper is None else denoiser_wrapper(network)
     with torch.enable_grad() if grad else torch.no_grad():
         x = _state(noise) * levels[0]
         states = [x] if return_trajectory else None
         indices = range(len(levels) - 1)
-        x = _run(step, network, x, levels, indices, precision, callback, states)
+        x = _run(
+            step,
+            network,
+            x,
+            levels,
+            indices,
+            precision,
+            callback,
+            states,
+            denoiser=stepped,
+            step_wrapper=step_wrapper,
+            cost=cost,
+        )
     if states is None:
         return x
     return Trajectory(states, levels, network.calls)
