@@ -25,7 +25,6 @@ import copy
 import json
 import math
 import resource
-import time
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +49,15 @@ from pirf.finetune.monitor import (
     FidelityGuard,
     evaluate_model,
 )
-from pirf.finetune.trainer import PIRFTrainer, StepStats
+from pirf.finetune.trainer import PIRFTrainer
 from pirf.models import load_checkpoint, load_model, read_checkpoint_info, save_checkpoint
 from pirf.models.checkpoint import Checkpoint
 from pirf.sampling import Precision, generate
 from pirf.training import distributed, rundir
 from pirf.training.figures import save_preview
-from pirf.training.metrics_log import MetricsLog, read_metrics
-from pirf.training.progress import TrainingProgress
+from pirf.training.metrics_log import read_metrics
+from pirf.training.runloop import LoopSettings, RunLoop
+from pirf.training.runloop import StepStats as LoopStats
 
 BEST = "best"
 REFERENCE_LIMIT = 1024
@@ -101,8 +101,10 @@ def _peak_memory(device: torch.device) -> dict[str, Any]:
     return {"peak_memory_gib": rss_kib / 2**20, "peak_memory_kind": "process peak RSS"}
 
 
-class _Run:
-    """State of one invocation of :func:`finetune` on one process."""
+class PIRFRun:
+    """The fine-tuning task of the run loop (:class:`pirf.training.runloop.Task`): PIRF
+    steps of :class:`PIRFTrainer`, fixed-seed evaluations that keep ``best/`` and guard
+    the run, and checkpoints in the base model's format."""
 
     def __init__(self, config: FinetuneConfig, context: distributed.DistContext) -> None:
         self.context = context
@@ -147,9 +149,13 @@ class _Run:
             bf16=config.trajectory.bf16 and self.device.type == "cuda",
             fp32_steps=config.trajectory.fp32_steps,
         )
-        self.counters: dict[str, Any] = {"iteration": 0, "trajectories": 0, "seconds": 0.0}
+        self.start_counters: dict[str, Any] = {"iteration": 0, "seconds": 0.0}
         self.state: dict[str, Any] = {"base": None, "best": None, "stopped": None}
         self.drift = DriftGuard(config.evaluation.drift_guard or None)
+        self.totals = {"nonfinite_samples": 0, "nonfinite_gradients": 0, "skipped": 0}
+        self.window_starts = 0
+        self.last_eval: Evaluation | None = None
+        self.guard_reason: str | None = None
         if self.resumed is not None:
             self._restore(self.resumed)
 
@@ -166,11 +172,12 @@ class _Run:
         weights = dict(checkpoint.model.named_parameters())
         ema = dict(checkpoint.ema.named_parameters())
         self.trainer.load_state(weights, ema, checkpoint.optimizer_state)
-        self.counters = dict(checkpoint.info.counters)
+        self.start_counters = dict(checkpoint.info.counters)
+        self.window_starts = int(self.start_counters.get("window_starts", 0))
         self.state = dict(recorded.get("state", self.state))
         self.drift.load(recorded.get("drift", {}))
 
-    def _save(self, path: Path, *, periodic: bool) -> None:
+    def _save(self, path: Path, *, periodic: bool, counters: dict[str, Any]) -> None:
         """A checkpoint in the base model's format: model = the fine-tuned weights (LoRA
         merged), ema = their EMA; periodic ones also hold Adam's state for ``--resume``."""
         with torch.no_grad():
@@ -184,7 +191,7 @@ class _Run:
             normalisation=self.normalisation,
             resolution=self.base.info.resolution,
             training=record(self.config),
-            counters=self.counters,
+            counters=counters,
             extra={
                 **self.base.info.extra,
                 **self.config.extra,
@@ -202,12 +209,11 @@ class _Run:
         )
 
     # ------------------------------------------------------------------------- evaluation
-    def _evaluate(self, model: torch.nn.Module, progress: Any = None) -> Evaluation:
-        """Evaluate ``model`` at the fixed seeds; ``progress`` (the bar) shows each budget."""
+    def _evaluate(self, model: torch.nn.Module, loop: RunLoop) -> Evaluation:
+        """Evaluate ``model`` at the fixed seeds, saying so above the progress bar."""
         cfg = self.config
-        if progress is not None:
-            budgets = ", ".join(map(str, cfg.evaluation.eval_steps))
-            progress.message(f"evaluating: {cfg.evaluation.eval_n} samples at {budgets} steps")
+        budgets = ", ".join(map(str, cfg.evaluation.eval_steps))
+        loop.message(f"evaluating: {cfg.evaluation.eval_n} samples at {budgets} steps")
         return evaluate_model(
             model,
             self.pde,
@@ -219,13 +225,13 @@ class _Run:
             device=self.device,
             precision=self.eval_precision,
             reference=self.reference,
-            progress=None if progress is None else progress.message,
+            progress=loop.message,
         )
 
-    def _base_evaluation(self, metrics: MetricsLog | None, progress: Any = None) -> None:
+    def _base_evaluation(self, loop: RunLoop) -> None:
         """Evaluate the base model; its residual loss at the training budget is the scale."""
         cfg = self.config
-        evaluation = self._evaluate(self.trainer.ema, progress)
+        evaluation = self._evaluate(self.trainer.ema, loop)
         samples = evaluation.samples
         if cfg.trajectory.random_steps or cfg.trajectory.steps != cfg.evaluation.eval_steps[0]:
             samples = generate(
@@ -247,12 +253,11 @@ class _Run:
             FIDELITY_METRIC: evaluation.fidelity.get(FIDELITY_METRIC),
         }
         if self.context.is_main:
-            self._save(self.out / BEST, periodic=False)
-        if metrics is not None:
-            metrics.append({"kind": "eval", "iteration": 0, **evaluation.record()})
+            self._save(self.out / BEST, periodic=False, counters=loop.counters)
+        loop.log({"kind": "eval", "iteration": 0, **evaluation.record()})
 
     def _after_evaluation(
-        self, evaluation: Evaluation, iteration: int, progress: Any
+        self, evaluation: Evaluation, iteration: int, loop: RunLoop
     ) -> str | None:
         """Log, keep the best checkpoint, draw the samples; returns a guard's reason to stop."""
         cfg = self.config
@@ -272,7 +277,7 @@ class _Run:
                 FIDELITY_METRIC: fidelity,
             }
             if self.context.is_main:
-                self._save(self.out / BEST, periodic=False)
+                self._save(self.out / BEST, periodic=False, counters=loop.counters)
         ratio = base["residual_mse"][budget] / value if value > 0 else math.inf
         relation = f"{ratio:.1f}x below" if ratio >= 1 else f"{1 / ratio:.1f}x above"
         message = f"eval @ {iteration}: residual {value:.4g} ({relation} base)"
@@ -282,7 +287,7 @@ class _Run:
         diversity = evaluation.fidelity.get("diversity")
         if diversity is not None and guard.base.get("diversity") is not None:
             message += f", diversity {diversity:.3g} (base {guard.base['diversity']:.3g})"
-        progress.message(message + (", best" if improved else ""))
+        loop.message(message + (", best" if improved else ""))
         if cfg.run.figures and self.context.is_main:
             fields = self.normalisation.to_physical(evaluation.samples[:FIGURE_SAMPLES].double())
             fields = self.pde.snap(fields)
@@ -296,128 +301,76 @@ class _Run:
             )
         return guard.check(evaluation.fidelity)
 
-    # ------------------------------------------------------------------------- the loop
-    def _log(self, metrics: MetricsLog | None, interval: list[StepStats]) -> None:
-        if metrics is None or not interval:
-            return
-        count = len(interval)
-        metrics.append(
-            {
-                "kind": "train",
-                "iteration": interval[-1].iteration,
-                "loss": sum(s.loss for s in interval) / count,
-                "reward_loss": sum(s.reward_loss for s in interval) / count,
-                "regulariser": sum(s.regulariser for s in interval) / count,
-                "grad_norm": sum(s.grad_norm for s in interval) / count,
-                "lr": interval[-1].lr,
-                "steps": [s.steps for s in interval],
-                "nonfinite_samples": sum(s.nonfinite_samples for s in interval),
-                "nonfinite_gradients": sum(s.nonfinite_gradients for s in interval),
-                "skipped": sum(s.skipped for s in interval),
-                "window_starts": sum(s.starts for s in interval) * self.context.world,
-                "pool_age": interval[-1].pool_age,
-                "seconds_per_iteration": sum(s.seconds for s in interval) / count,
-                "seconds": self.counters["seconds"],
-            }
+    # ------------------------------------------------------------------------- the task
+    label = "finetune"
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.trainer.optimizer
+
+    def begin(self, loop: RunLoop) -> None:
+        """Evaluate the base model first: the reference point of the run."""
+        loop.message("the base model first (the reference point of the run):")
+        self._base_evaluation(loop)
+
+    def step(self, iteration: int, lr: float) -> LoopStats:
+        stats = self.trainer.step(iteration, lr=lr)
+        self.totals["nonfinite_samples"] += stats.nonfinite_samples
+        self.totals["nonfinite_gradients"] += stats.nonfinite_gradients
+        self.totals["skipped"] += int(stats.skipped)
+        self.window_starts += stats.starts * self.context.world
+        return LoopStats(
+            stats.loss,
+            stats.grad_norm,
+            stats.seconds,
+            values={
+                "reward_loss": stats.reward_loss,
+                "regulariser": stats.regulariser,
+                "pool_age": stats.pool_age,
+            },
+            counts={
+                "nonfinite_samples": stats.nonfinite_samples,
+                "nonfinite_gradients": stats.nonfinite_gradients,
+                "skipped": int(stats.skipped),
+                "window_starts": stats.starts * self.context.world,
+            },
+            lists={"steps": stats.steps},
         )
 
-    def run(self) -> dict[str, Any]:
+    def counters(self, done: int) -> dict[str, Any]:
+        return {
+            "trajectories": done * self.config.optimiser.batch,
+            "window_starts": self.window_starts,
+        }
+
+    def guard(self, stats: LoopStats) -> str | None:
+        """The drift guard on the smoothed reward loss."""
+        self.guard_reason = self.drift.update(stats.values["reward_loss"])
+        return self.guard_reason
+
+    def after_step(self, loop: RunLoop, done: int, stopping: bool) -> str | None:
+        """Evaluate every ``eval_every`` iterations, at the end of the run and when it
+        stops: an invocation cut short by ``stop_at`` evaluates only where the
+        uninterrupted run would, so resuming changes no choice of the best checkpoint."""
         cfg = self.config
-        main = self.context.is_main
-        start = int(self.counters["iteration"])
-        end = (
-            min(cfg.optimiser.iters, cfg.run.stop_at)
-            if cfg.run.stop_at is not None
-            else cfg.optimiser.iters
-        )
-        end = max(end, start)
-        metrics = None
-        if main:
-            resume_from = start if cfg.run.resume else None
-            metrics = MetricsLog(self.out / rundir.METRICS, resume_from=resume_from)
-        began = time.perf_counter()
-        seconds_before = float(self.counters.get("seconds", 0.0))
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        interval: list[StepStats] = []
-        totals = {"nonfinite_samples": 0, "nonfinite_gradients": 0, "skipped": 0}
-        step_seconds: list[float] = []
-        stopped = self.state.get("stopped")
-        last_eval: Evaluation | None = None
-        with TrainingProgress(
-            enabled=cfg.run.progress and main,
-            start=start,
-            total=cfg.optimiser.iters,
-            label="finetune",
-        ) as bar:
-            if self.state["base"] is None:
-                bar.message("the base model first (the reference point of the run):")
-                self._base_evaluation(metrics, bar)
-                bar.restart()
-            iteration = start
-            while iteration < end and stopped is None:
-                stats = self.trainer.step(iteration)
-                iteration += 1
-                interval.append(stats)
-                step_seconds.append(stats.seconds)
-                for key in totals:
-                    totals[key] += int(getattr(stats, key))
-                self.counters = {
-                    "iteration": iteration,
-                    "trajectories": iteration * cfg.optimiser.batch,
-                    "window_starts": self.counters.get("window_starts", 0)
-                    + stats.starts * self.context.world,
-                    "seconds": seconds_before + time.perf_counter() - began,
-                }
-                bar.update(iteration, sum(s.reward_loss for s in interval) / len(interval))
-                stopped = self.drift.update(stats.reward_loss)
-                if iteration % cfg.run.log_every == 0 or iteration == end or stopped:
-                    self._log(metrics, interval)
-                    interval = []
-                due = cfg.evaluation.eval_every and iteration % cfg.evaluation.eval_every == 0
-                # An invocation cut short by --stop-at evaluates only where the
-                # uninterrupted run would, so resuming changes no choice of the best.
-                if due or iteration == cfg.optimiser.iters or stopped:
-                    last_eval = self._evaluate(self.trainer.ema, bar)
-                    if metrics is not None:
-                        metrics.append(
-                            {"kind": "eval", "iteration": iteration, **last_eval.record()}
-                        )
-                    reason = self._after_evaluation(last_eval, iteration, bar)
-                    stopped = stopped or reason
-                if stopped:
-                    self.state["stopped"] = {"iteration": iteration, "reason": stopped}
-                    bar.message(f"stopped: {stopped}")
-                due = iteration % cfg.run.checkpoint_every == 0 or iteration == end or stopped
-                if due and main:
-                    path = self.out / rundir.PERIODIC / rundir.periodic_name(iteration)
-                    self._save(path, periodic=True)
-                    rundir.prune(self.out, cfg.run.keep_checkpoints)
-            completed = iteration >= cfg.optimiser.iters or stopped is not None
-            if completed and main:
-                self._save(self.out / rundir.FINAL, periodic=False)
-        elapsed = time.perf_counter() - began
-        self.counters["seconds"] = seconds_before + elapsed
-        summary = self._summary(start, elapsed, completed, step_seconds, totals, last_eval)
-        if main:
-            if cfg.run.figures:
-                summary["figures"] = save_curves(
-                    self.out / rundir.FIGURES, read_metrics(self.out / rundir.METRICS), summary
-                )
-            (self.out / rundir.SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
-        return summary
+        due = cfg.evaluation.eval_every and done % cfg.evaluation.eval_every == 0
+        if not (due or done == cfg.optimiser.iters or stopping):
+            return None
+        self.last_eval = self._evaluate(self.trainer.ema, loop)
+        loop.log({"kind": "eval", "iteration": done, **self.last_eval.record()})
+        reason = self._after_evaluation(self.last_eval, done, loop)
+        stopped = self.guard_reason or reason
+        if stopped is not None:
+            self.state["stopped"] = {"iteration": done, "reason": stopped}
+        return reason
 
-    def _summary(
-        self,
-        start: int,
-        elapsed: float,
-        completed: bool,
-        step_seconds: list[float],
-        totals: dict[str, int],
-        last: Evaluation | None,
-    ) -> dict[str, Any]:
+    def save(self, path: Path, *, periodic: bool, counters: dict[str, Any]) -> None:
+        self._save(path, periodic=periodic, counters=counters)
+
+    def summary(self, loop: RunLoop) -> dict[str, Any]:
         cfg = self.config
         base = self.state["base"]
+        last = self.last_eval
         final = last.record() if last is not None else None
         budget = str(cfg.evaluation.eval_steps[0])
         ratios = {}
@@ -425,23 +378,13 @@ class _Run:
             for key, value in final["residual_mse"].items():
                 before = base["residual_mse"].get(key)
                 ratios[key] = before / value if before and value else None
-        median = sorted(step_seconds)[len(step_seconds) // 2] if step_seconds else None
+        median = loop.summary_median()
         best = self.state["best"]
         return {
-            "out": str(self.out),
-            "checkpoint": str(self.out / rundir.FINAL) if completed else None,
             "best_checkpoint": str(self.out / BEST) if best is not None else None,
             "base_checkpoint": str(self.config.ckpt),
-            "completed": completed,
-            "stopped": self.state.get("stopped"),
-            "start_iteration": start,
-            "iterations": int(self.counters["iteration"]),
-            "target_iterations": cfg.optimiser.iters,
-            "seconds": elapsed,
-            "total_seconds": float(self.counters["seconds"]),
-            "seconds_per_iteration": median,
             "trajectories_per_s": cfg.optimiser.batch / median if median else None,
-            "window_starts": int(self.counters.get("window_starts", 0)),
+            "window_starts": int(self.window_starts),
             **_peak_memory(self.device),
             "trainable": cfg.layers.trainable,
             "trainable_parameters": self.trainer.parameter_count,
@@ -458,12 +401,11 @@ class _Run:
             "residual_ratio": ratios,
             "fidelity_metric": FIDELITY_METRIC,
             "reference": None if self.reference_path is None else str(self.reference_path),
-            **totals,
+            **self.totals,
             "device": str(self.device),
             "threads": torch.get_num_threads(),
             "world_size": self.context.world,
             "rank": self.context.rank,
-            "metrics": str(self.out / rundir.METRICS),
             "config": record(cfg),
         }
 
@@ -498,9 +440,34 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
     try:
         devices = [context.device.index or 0] if context.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            return _Run(config, context).run()
+            task = PIRFRun(config, context)
+            loop = RunLoop(
+                task,
+                LoopSettings(
+                    out=task.out,
+                    optimiser=config.optimiser,
+                    checkpoint_every=config.run.checkpoint_every,
+                    keep_checkpoints=config.run.keep_checkpoints,
+                    log_every=config.run.log_every,
+                    stop_at=config.run.stop_at,
+                    resume=bool(config.run.resume),
+                    progress=bool(config.run.progress),
+                    main=context.is_main,
+                ),
+                task.start_counters,
+            )
+            summary = loop.run(fresh=lambda: task.state["base"] is None)
+            if context.is_main:
+                if config.run.figures:
+                    summary["figures"] = save_curves(
+                        task.out / rundir.FIGURES,
+                        read_metrics(task.out / rundir.METRICS),
+                        summary,
+                    )
+                (task.out / rundir.SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+            return summary
     finally:
         distributed.shutdown(context)
 
 
-__all__ = ["BEST", "finetune", "prepare"]
+__all__ = ["BEST", "PIRFRun", "finetune", "prepare"]

@@ -55,7 +55,7 @@ from pirf.pdes.normalisation import Normalisation
 from pirf.sampling import Precision, karras_sigmas
 from pirf.seeding import unit_seed
 from pirf.training.ema import ema_beta
-from pirf.training.schedule import adam, learning_rate
+from pirf.training.schedule import adam, scheduled_rate, set_learning_rate
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 """Per-sample loss ``(B,)`` of model-space samples ``(B, C, H, W)``; differentiable."""
@@ -358,22 +358,16 @@ class PIRFTrainer:
         return float(tensor) / self.world
 
     def lr_at(self, iteration: int) -> float:
-        cfg = self.config
-        return learning_rate(
-            iteration,
-            base=cfg.optimiser.lr,
-            warmup=cfg.optimiser.warmup,
-            total=cfg.optimiser.iters,
-            final_ratio=cfg.optimiser.lr_final_ratio,
-        )
+        """The scheduled learning rate of ``iteration``."""
+        return scheduled_rate(self.config.optimiser, iteration)
 
-    def step(self, iteration: int) -> StepStats:
-        """One optimizer step of iteration ``iteration`` (0-based)."""
+    def step(self, iteration: int, lr: float | None = None) -> StepStats:
+        """One optimizer step of iteration ``iteration`` (0-based), at rate ``lr`` (default:
+        the run's schedule, :meth:`lr_at`; the run loop passes it)."""
         began = time.perf_counter()
         cfg = self.config
-        lr = self.lr_at(iteration)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        lr = self.lr_at(iteration) if lr is None else lr
+        set_learning_rate(self.optimizer, lr)
         steps, noise, generator = self.draws(iteration)
         run, starts = self._trajectory(iteration, steps, noise, generator)
         total, reward, regulariser, bad = self._loss(run)

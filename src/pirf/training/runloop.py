@@ -156,6 +156,11 @@ class RunLoop:
         line["seconds"] = self.counters["seconds"]
         return line
 
+    def summary_median(self) -> float | None:
+        """The median seconds of this invocation's steps (None before the first)."""
+        steps = sorted(self.step_seconds)
+        return steps[len(steps) // 2] if steps else None
+
     def _save_periodic(self) -> None:
         path = self.out / rundir.PERIODIC / rundir.periodic_name(self.iteration)
         self.task.save(path, periodic=True, counters=self.counters)
@@ -217,8 +222,7 @@ class RunLoop:
         self.progress = None
         elapsed = time.perf_counter() - began
         self.counters["seconds"] = seconds_before + elapsed
-        steps = sorted(self.step_seconds)
-        median = steps[len(steps) // 2] if steps else None
+        median = self.summary_median()
         summary = {
             "out": str(self.out),
             "checkpoint": str(self.out / rundir.FINAL) if completed else None,
