@@ -1,4 +1,4 @@
-"""What the trained baselines (PIDM, PG-Diffusion) share around their training loops.
+"""What the trained baselines (PIDM, PG-Diffusion) share: their run on the one run loop.
 
 A trained baseline starts from a base checkpoint's EMA weights, trains on the base model's
 kind of data (:func:`training_data` checks the file against the checkpoint) and writes a
@@ -11,13 +11,17 @@ run directory like the other stages::
       summary.json    the run's summary (the same dictionary the training function returns)
 
 :class:`BaselineRunConfig` holds what every such run takes, :func:`check_run` checks it
-before anything is read or written, and :func:`save_baseline` writes the results.
+before anything is read or written, :func:`optimise` trains (a :class:`LossTraining` task
+of :mod:`pirf.training.runloop`) and writes the checkpoints through
+:func:`baseline_saver`, and :func:`baseline_summary` the summary.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,12 @@ from torch import nn
 import pirf.data
 from pirf.errors import PirfError
 from pirf.models import LoadedModel, check_matches, save_checkpoint
-from pirf.training.config import WARMUP_FRACTION
+from pirf.training.batches import BatchSource
+from pirf.training.draws import Draws
+from pirf.training.ema import EMA
+from pirf.training.runloop import StepStats
+from pirf.training.schedule import adam
+from pirf.training.sections import WARMUP_FRACTION
 
 LR_FINAL_RATIO = 0.05
 """Learning rate at the last iteration as a fraction of the peak (as in base training)."""
@@ -133,7 +142,7 @@ def warmup_iterations(iters: int) -> int:
 
 @dataclass(frozen=True)
 class Optimisation:
-    """What a training loop (:func:`pirf.baselines.pidm.optimise`) did: per-iteration batch
+    """What a training loop (:func:`optimise`) did: per-iteration batch
     means of every loss part, and time."""
 
     history: list[dict[str, float]]
@@ -154,24 +163,20 @@ def write_summary(out: Path, summary: dict[str, Any]) -> None:
     (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def save_baseline(
+def baseline_saver(
     name: str,
     config: Any,
     model: nn.Module,
     ema: nn.Module | None,
     base: LoadedModel,
     data: TrainingData,
-    run: Optimisation,
     *,
     details: dict[str, Any],
-    summary: dict[str, Any],
-    device: torch.device,
     training: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Write a trained baseline's ``OUT/checkpoint`` (the base model's format, with
-    ``extra["baseline"] = name``) and ``OUT/summary.json``; returns the summary."""
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+) -> Callable[[Path, Any, dict[str, Any]], None]:
+    """``save(path, optimizer, counters)`` for a trained baseline's checkpoints: the base
+    model's format with ``extra["baseline"] = name`` (what ``pirf sample`` and
+    ``pirf evaluate`` read); ``optimizer`` (periodic checkpoints) holds Adam's state."""
     info = base.checkpoint.info
     record = {
         **config.to_json(),
@@ -180,32 +185,46 @@ def save_baseline(
         **(training or {}),
     }
     key = name.replace("-", "_")
-    save_checkpoint(
-        out / CHECKPOINT,
-        model,
-        ema=ema,
-        pde=info.pde,
-        normalisation=base.normalisation,
-        resolution=base.resolution,
-        training={k: v for k, v in record.items() if k not in ("progress", "device")},
-        counters={
-            "iteration": config.iters,
-            "samples": config.iters * config.batch,
-            "seconds": run.seconds,
-        },
-        extra={
-            **info.extra,
-            "baseline": name,
-            key: {
-                "base": str(config.ckpt),
-                "base_sha256": base.sha256,
-                "base_training": info.training,
-                "data": data.record,
-                **details,
+
+    def save(path: Path, optimizer: Any, counters: dict[str, Any]) -> None:
+        save_checkpoint(
+            path,
+            model,
+            ema=ema,
+            optimizer=optimizer,
+            pde=info.pde,
+            normalisation=base.normalisation,
+            resolution=base.resolution,
+            training={k: v for k, v in record.items() if k not in ("progress", "device")},
+            counters=counters,
+            extra={
+                **info.extra,
+                "baseline": name,
+                key: {
+                    "base": str(config.ckpt),
+                    "base_sha256": base.sha256,
+                    "base_training": info.training,
+                    "data": data.record,
+                    **details,
+                },
             },
-        },
-        overwrite=True,
-    )
+            overwrite=True,
+        )
+
+    return save
+
+
+def baseline_summary(
+    name: str,
+    config: Any,
+    model: nn.Module,
+    run: Optimisation,
+    *,
+    summary: dict[str, Any],
+    device: torch.device,
+) -> dict[str, Any]:
+    """A trained baseline's summary, also written to ``OUT/summary.json``."""
+    out = Path(config.out)
     result: dict[str, Any] = {
         "baseline": name,
         "out": str(out),
@@ -222,18 +241,166 @@ def save_baseline(
     return result
 
 
+LossFn = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+"""``loss_fn(iteration, x, sigma, noise) -> {"loss": (B,), other parts: (B,)}``; the mean
+of ``"loss"`` is back-propagated, the other parts are only logged."""
+
+
+class LossTraining:
+    """The run-loop task of a trained baseline (:class:`pirf.training.runloop.Task`): Adam
+    on the batch mean of ``loss_fn`` over training batches, gradient clipping, an EMA.
+
+    Batches of ``fields`` and their EDM noise levels and noise fields come from
+    :class:`pirf.training.draws.Draws` keyed by ``(seed, iteration)``, and the global
+    generator (dropout) is re-seeded from the same key before every step, so a run (and a
+    resumed one) is reproducible. A non-finite loss or gradient stops the run with a
+    PirfError."""
+
+    def __init__(
+        self,
+        label: str,
+        model: nn.Module,
+        loss_fn: LossFn,
+        *,
+        fields: torch.Tensor,
+        config: Any,
+        grad_clip: float,
+        device: torch.device,
+        ema: EMA | None,
+        save: Callable[[Path, Any, dict[str, Any]], None],
+        end: int,
+    ) -> None:
+        self.label, self.model, self.loss_fn, self.ema = label, model, loss_fn, ema
+        self.batch, self.grad_clip, self.save_checkpoint = config.batch, grad_clip, save
+        self.draws = Draws(config.seed, n_data=len(fields), batch=config.batch)
+        self.batches = BatchSource(fields, self.draws, device)
+        self.optimizer = adam(model.parameters(), config.lr)
+        self.history: list[dict[str, float]] = []
+        self.end = end
+
+    def step(self, iteration: int, lr: float) -> StepStats:
+        began = time.perf_counter()
+        x, sigma, noise = self.batches.get(iteration, prefetch_next=iteration + 1 < self.end)
+        torch.manual_seed(self.draws.dropout_seed(iteration))
+        parts = self.loss_fn(iteration, x, sigma, noise)
+        loss = parts["loss"].mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        limit = self.grad_clip if self.grad_clip > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit))
+        means = {name: float(value.detach().mean()) for name, value in parts.items()}
+        if not (math.isfinite(means["loss"]) and math.isfinite(grad_norm)):
+            what = "loss" if not math.isfinite(means["loss"]) else "gradient norm"
+            raise PirfError(
+                f"training diverged: non-finite {what} at iteration {iteration + 1}; "
+                "try a lower lr"
+            )
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model, samples_seen=(iteration + 1) * self.batch, batch=self.batch)
+        self.history.append({**means, "lr": lr, "grad_norm": grad_norm})
+        values = {name: value for name, value in means.items() if name != "loss"}
+        return StepStats(means["loss"], grad_norm, time.perf_counter() - began, values=values)
+
+    def counters(self, done: int) -> dict[str, Any]:
+        return {"samples": done * self.batch}
+
+    def begin(self, loop: Any) -> None:
+        """Nothing to measure before the first step."""
+
+    def guard(self, stats: StepStats) -> str | None:
+        return None
+
+    def after_step(self, loop: Any, done: int, stopping: bool) -> str | None:
+        return None
+
+    def save(self, path: Path, *, periodic: bool, counters: dict[str, Any]) -> None:
+        self.save_checkpoint(path, self.optimizer if periodic else None, counters)
+
+    def summary(self, loop: Any) -> dict[str, Any]:
+        return {}
+
+
+def optimise(
+    model: nn.Module,
+    loss_fn: LossFn,
+    *,
+    fields: torch.Tensor,
+    config: Any,
+    grad_clip: float,
+    device: torch.device,
+    save: Callable[[Path, Any, dict[str, Any]], None],
+    ema: EMA | None = None,
+    label: str = "train",
+) -> Optimisation:
+    """Train ``model`` on ``loss_fn`` for ``config.iters`` steps on the one run loop
+    (:mod:`pirf.training.runloop`): the shared Adam and rate schedule (warm-up 5 %, cosine
+    decay to 5 %), ``OUT/metrics.jsonl``, a periodic checkpoint every ``checkpoint_every``
+    iterations (all of them by default: the runs are short) and the final
+    ``OUT/checkpoint``. The caller's random state is left alone."""
+    from pirf.training.runloop import LoopSettings, RunLoop
+    from pirf.training.sections import Optimiser
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    task = LossTraining(
+        label,
+        model,
+        loss_fn,
+        fields=fields,
+        config=config,
+        grad_clip=grad_clip,
+        device=device,
+        ema=ema,
+        save=save,
+        end=config.iters,
+    )
+    schedule = Optimiser(
+        lr=config.lr,
+        iters=config.iters,
+        batch=config.batch,
+        warmup=warmup_iterations(config.iters),
+        lr_final_ratio=LR_FINAL_RATIO,
+    )
+    settings = LoopSettings(
+        out=out,
+        optimiser=schedule,
+        checkpoint_every=config.iters,
+        keep_checkpoints=1,
+        log_every=FINAL_WINDOW,
+        stop_at=None,
+        resume=False,
+        progress=bool(config.progress),
+    )
+    devices = [device.index or 0] if device.type == "cuda" else []
+    model.train()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            summary = RunLoop(task, settings, {"iteration": 0, "seconds": 0.0}).run(
+                fresh=lambda: False
+            )
+    finally:
+        task.batches.close()
+        model.eval()
+    return Optimisation(task.history, float(summary["total_seconds"]))
+
+
 __all__ = [
     "CHECKPOINT",
     "FINAL_WINDOW",
     "LR_FINAL_RATIO",
     "SUMMARY",
     "BaselineRunConfig",
+    "LossFn",
+    "LossTraining",
     "Optimisation",
     "TrainingData",
+    "baseline_saver",
+    "baseline_summary",
     "check_positive",
     "check_run",
     "final_means",
-    "save_baseline",
+    "optimise",
     "training_data",
     "warmup_iterations",
     "write_summary",

@@ -45,12 +45,13 @@ from torch import nn
 
 from pirf.baselines.common import (
     BaselineRunConfig,
+    baseline_saver,
+    baseline_summary,
     check_positive,
     check_run,
-    save_baseline,
+    optimise,
     training_data,
 )
-from pirf.baselines.pidm import optimise
 from pirf.devices import resolve_device
 from pirf.errors import PirfError
 from pirf.finetune.reward import residual_loss
@@ -400,34 +401,36 @@ def pgdiffusion_train(config: PGDiffusionConfig) -> dict[str, Any]:
         )
         return {"loss": loss, "dropped": drop.to(device=loss.device, dtype=loss.dtype)}
 
-    run = optimise(
-        model,
-        loss_fn,
-        fields=data.fields,
-        iters=config.iters,
-        batch=config.batch,
-        lr=config.lr,
-        grad_clip=GRAD_CLIP,
-        seed=config.seed,
-        device=device,
-        progress=config.progress,
-        label="pg-diffusion",
-    )
-    return save_baseline(
+    save = baseline_saver(
         "pg-diffusion",
         config,
         model,
         None,
         base,
         data,
-        run,
         details={
             "condition": "residual gradient / (rms + eps)",
             "condition_eps": CONDITION_EPS,
         },
+        training={"grad_clip": GRAD_CLIP},
+    )
+    run = optimise(
+        model,
+        loss_fn,
+        fields=data.fields,
+        config=config,
+        grad_clip=GRAD_CLIP,
+        device=device,
+        save=save,
+        label="pg-diffusion",
+    )
+    return baseline_summary(
+        "pg-diffusion",
+        config,
+        model,
+        run,
         summary={"drop_prob": config.drop_prob},
         device=device,
-        training={"grad_clip": GRAD_CLIP},
     )
 
 

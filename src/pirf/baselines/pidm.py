@@ -30,25 +30,20 @@ The training loop :func:`optimise` is shared with the other trained baseline,
 from __future__ import annotations
 
 import copy
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from pirf.baselines.common import (
-    FINAL_WINDOW,
-    LR_FINAL_RATIO,
     BaselineRunConfig,
-    Optimisation,
+    baseline_saver,
+    baseline_summary,
     check_positive,
     check_run,
-    save_baseline,
+    optimise,
     training_data,
-    warmup_iterations,
 )
 from pirf.devices import resolve_device
 from pirf.errors import PirfError
@@ -59,92 +54,13 @@ from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import Normalisation
 from pirf.sampling.samplers import heun_step
 from pirf.sampling.schedule import RHO, SIGMA_MIN
-from pirf.training.batches import BatchSource
-from pirf.training.draws import Draws
 from pirf.training.ema import EMA
-from pirf.training.progress import TrainingProgress
-from pirf.training.schedule import adam, learning_rate
 
 ESTIMATES: tuple[str, ...] = ("one-step", "sample")
 """Which clean-field estimate the residual loss judges."""
 
 
 # --------------------------------------------------------------------------- the training loop
-LossFn = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
-"""``loss_fn(iteration, x, sigma, noise) -> {"loss": (B,), other parts: (B,)}``; the mean
-of ``"loss"`` is back-propagated, the other parts are only logged."""
-
-
-def optimise(
-    model: nn.Module,
-    loss_fn: LossFn,
-    *,
-    fields: torch.Tensor,
-    iters: int,
-    batch: int,
-    lr: float,
-    grad_clip: float,
-    seed: int,
-    device: torch.device,
-    ema: EMA | None = None,
-    progress: bool = False,
-    label: str = "train",
-) -> Optimisation:
-    """Adam on ``loss_fn`` for ``iters`` steps, with warm-up, cosine decay and clipping.
-
-    Batches of ``fields`` and their EDM noise levels and noise fields come from
-    :class:`pirf.training.draws.Draws` keyed by ``(seed, iteration)``, and the global
-    generator (dropout) is re-seeded from the same key before every step, inside a forked
-    RNG state, so the run is reproducible and leaves the caller's random state alone. A
-    non-finite loss or gradient stops the run with a PirfError. ``ema`` (if given) is
-    updated after every step. ``label`` names the stage in the progress display.
-    """
-    draws = Draws(seed, n_data=len(fields), batch=batch)
-    batches = BatchSource(fields, draws, device)
-    optimizer = adam(model.parameters(), lr)
-    warmup = warmup_iterations(iters)
-    limit = grad_clip if grad_clip > 0 else math.inf
-    history: list[dict[str, float]] = []
-    devices = [device.index or 0] if device.type == "cuda" else []
-    model.train()
-    began = time.perf_counter()
-    try:
-        with (
-            torch.random.fork_rng(devices=devices),
-            TrainingProgress(enabled=progress, start=0, total=iters, label=label) as bar,
-        ):
-            for iteration in range(iters):
-                rate = learning_rate(
-                    iteration, base=lr, warmup=warmup, total=iters, final_ratio=LR_FINAL_RATIO
-                )
-                for group in optimizer.param_groups:
-                    group["lr"] = rate
-                x, sigma, noise = batches.get(iteration, prefetch_next=iteration + 1 < iters)
-                torch.manual_seed(draws.dropout_seed(iteration))
-                parts = loss_fn(iteration, x, sigma, noise)
-                loss = parts["loss"].mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), limit))
-                means = {name: float(value.detach().mean()) for name, value in parts.items()}
-                if not (math.isfinite(means["loss"]) and math.isfinite(grad_norm)):
-                    what = "loss" if not math.isfinite(means["loss"]) else "gradient norm"
-                    raise PirfError(
-                        f"training diverged: non-finite {what} at iteration {iteration + 1}; "
-                        "try a lower lr"
-                    )
-                optimizer.step()
-                if ema is not None:
-                    ema.update(model, samples_seen=(iteration + 1) * batch, batch=batch)
-                history.append({**means, "lr": rate, "grad_norm": grad_norm})
-                recent = history[-FINAL_WINDOW:]
-                bar.update(iteration + 1, sum(row["loss"] for row in recent) / len(recent))
-    finally:
-        batches.close()
-        model.eval()
-    return Optimisation(history, time.perf_counter() - began)
-
-
 # --------------------------------------------------------------------------- the PIDM loss
 def sub_schedule(
     sigma: torch.Tensor, steps: int, *, sigma_min: float = SIGMA_MIN, rho: float = RHO
@@ -319,29 +235,23 @@ def pidm_finetune(config: PIDMConfig) -> dict[str, Any]:
             "residual_mse": parts.residual_mse,
         }
 
+    save = baseline_saver("pidm", config, model, ema.model, base, data, details={})
     run = optimise(
         model,
         loss_fn,
         fields=data.fields,
-        iters=config.iters,
-        batch=config.batch,
-        lr=config.lr,
+        config=config,
         grad_clip=config.grad_clip,
-        seed=config.seed,
         device=device,
+        save=save,
         ema=ema,
-        progress=config.progress,
         label="pidm",
     )
-    return save_baseline(
+    return baseline_summary(
         "pidm",
         config,
         model,
-        ema.model,
-        base,
-        data,
         run,
-        details={},
         summary={"estimate": config.estimate, "residual_weight": config.residual_weight},
         device=device,
     )
@@ -349,11 +259,9 @@ def pidm_finetune(config: PIDMConfig) -> dict[str, Any]:
 
 __all__ = [
     "ESTIMATES",
-    "LossFn",
     "PIDMConfig",
     "PIDMLoss",
     "heun_estimate",
-    "optimise",
     "pidm_finetune",
     "pidm_loss",
     "sub_schedule",
