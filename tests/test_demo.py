@@ -22,7 +22,7 @@ def test_demo_json_has_the_promised_keys(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(demo_module.RUN, "eval_n", 8)
     monkeypatch.setitem(demo_module.RUN, "eval_every", 0)
     monkeypatch.setitem(demo_module.RUN, "batch", 2)
-    code = main(["demo", "--out-dir", str(tmp_path), "--iters", "2", "--n-eval", "8", "--json"])
+    code = main(["demo", "--out", str(tmp_path), "--iters", "2", "--eval-n", "8", "--json"])
     assert code == 0
     payload = json.loads(capsys.readouterr().out)
     for model in ("base", "pirf"):
@@ -37,7 +37,7 @@ def test_demo_json_has_the_promised_keys(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "pirf" / "checkpoint" / "checkpoint.json").is_file()
 
 
-@pytest.mark.parametrize("args", [["--iters", "0"], ["--n-eval", "2"]])
+@pytest.mark.parametrize("args", [["--iters", "0"], ["--eval-n", "2"]])
 def test_demo_rejects_bad_sizes(tmp_path, capsys, args):
-    assert main(["demo", "--out-dir", str(tmp_path), *args]) == 2
+    assert main(["demo", "--out", str(tmp_path), *args]) == 2
     assert capsys.readouterr().err.count("\n") == 1

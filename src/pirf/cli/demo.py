@@ -25,11 +25,12 @@ from rich.table import Table
 import pirf.data
 from pirf.assets import shipped_checkpoint
 from pirf.cli._common import ThreadsOpt, console, console_err, emit_json, use_threads
+from pirf.devices import resolve_device
 from pirf.errors import PirfError
 from pirf.evaluation.figures import save_comparison
 from pirf.evaluation.protocol import evaluate_checkpoint
 from pirf.finetune import FinetuneConfig, finetune
-from pirf.models import load_model
+from pirf.models import load_model, resolve_checkpoint
 from pirf.sampling.from_checkpoint import to_physical
 from pirf.sampling.generate import generate
 from pirf.training import TrainConfig, train
@@ -98,7 +99,7 @@ def _figure(out_dir: Path, test: Path, models: dict[str, Path], steps: int) -> P
 
 def demo(
     out_dir: Annotated[
-        Path, typer.Option("--out-dir", help="Where the demo writes its files.")
+        Path, typer.Option("--out", help="Directory the demo writes its files into.")
     ] = Path("demo-output"),
     from_scratch: Annotated[
         bool,
@@ -110,16 +111,19 @@ def demo(
     ] = False,
     iters: Annotated[int, typer.Option("--iters", help="Fine-tuning iterations.")] = RUN["iters"],
     n_eval: Annotated[
-        int, typer.Option("--n-eval", help="Samples per model in the final evaluation.")
+        int, typer.Option("--eval-n", help="Samples per model in the final evaluation.")
     ] = 128,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
+    device: Annotated[
+        str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when available).")
+    ] = "auto",
     threads: ThreadsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Base model -> PIRF fine-tuning -> evaluation at 20 steps, with a table and a figure."""
     use_threads(threads)
     if iters <= 0 or n_eval < 4:
-        raise PirfError("--iters must be positive and --n-eval at least 4")
+        raise PirfError("--iters must be positive and --eval-n at least 4")
+    device = str(resolve_device(device))
     began = time.perf_counter()
     seconds: dict[str, float] = {}
     try:
@@ -175,9 +179,10 @@ def demo(
         )
     )
     seconds["finetune"] = time.perf_counter() - mark
-    # A run a guard stopped ends on weights it judged bad: take the best evaluation then.
-    stopped = summary["stopped"] and summary["best_checkpoint"]
-    tuned = Path(summary["best_checkpoint"] if stopped else summary["checkpoint"])
+    # The run directory's checkpoint, as every command takes it: best/ (chosen on the
+    # evaluation seeds inside the fidelity band), which the bench reports too.
+    tuned, kind = resolve_checkpoint(run_dir)
+    _stage(as_json, f"fine-tuned model: {tuned} ({kind})")
 
     _stage(as_json, f"evaluating both models on {n_eval} samples at 20 steps (seed 0)")
     mark = time.perf_counter()
