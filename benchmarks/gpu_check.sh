@@ -19,4 +19,4 @@ python3 benchmarks/bench_solvers.py --device cuda --resolutions 64,128 | tee "$o
 # 3. The small preset end to end on Poisson: data, base, PIRF, evaluation at 20/40/80.
 timeout 300 pirf bench --preset small --pdes poisson --methods base,diffusionpde,pirf \
     --steps 20,40,80 --device cuda --out "$out/bench-small" --base-iters 4000 \
-    --tune-iters 200 --n-eval 256 | tee "$out/bench-small.txt" || true
+    --tune-iters 200 --eval-n 256 | tee "$out/bench-small.txt" || true
