@@ -5,18 +5,13 @@ See :mod:`pirf.bench.harness` for the stage graph and the output layout,
 :mod:`pirf.bench.report` for the report.
 """
 
-from pirf.bench.harness import BENCHMARKS, plan, resolve_methods, resolve_pdes, run_bench
-from pirf.bench.methods import METHODS
-from pirf.bench.presets import PRESETS, BenchPreset, resolve_preset
+from pirf._lazy import lazy_exports
 
-__all__ = [
-    "BENCHMARKS",
-    "METHODS",
-    "PRESETS",
-    "BenchPreset",
-    "plan",
-    "resolve_methods",
-    "resolve_pdes",
-    "resolve_preset",
-    "run_bench",
-]
+__all__ = lazy_exports(
+    __name__,
+    {
+        "harness": ["BENCHMARKS", "plan", "resolve_methods", "resolve_pdes", "run_bench"],
+        "methods": ["METHODS"],
+        "presets": ["PRESETS", "BenchPreset", "resolve_preset"],
+    },
+)

@@ -20,6 +20,7 @@ import torch
 
 import pirf.pdes
 from pirf.data.atomic import check_destination
+from pirf.data.defaults import DEFAULT_BATCH_SIZE
 from pirf.data.writer import COMPRESSIONS, WriteSummary, open_writer
 from pirf.devices import resolve_device
 from pirf.errors import PirfError, option
@@ -28,8 +29,6 @@ from pirf.seeding import STREAMS, unit_generators
 
 DTYPES: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32}
 """Solver precisions by name (storage is always float32)."""
-DEFAULT_BATCH_SIZE = 64
-"""Units solved together when none is given."""
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)`` in samples: called once with 0, then after each written chunk."""
