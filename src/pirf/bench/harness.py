@@ -34,6 +34,7 @@ from pirf.assets import shipped_checkpoint
 from pirf.bench.methods import METHODS, Context, Stage, write_json
 from pirf.bench.presets import BenchPreset
 from pirf.bench.report import write_report
+from pirf.checks import check_count, check_device, check_output_dir
 from pirf.errors import PirfError, option
 from pirf.evaluation import evaluate_fields, ground_truth_floor, prepare_reference
 from pirf.evaluation.protocol import headline
@@ -273,12 +274,17 @@ def run_bench(
 ) -> dict[str, Any]:
     """Run (or resume) the comparison; returns the report (also ``OUT/report.json``).
 
+    Every argument (the method options included) is checked before ``out`` is made or any
+    stage runs.
+
     ``options`` maps a method to settings of its configuration or sweep (e.g.
     ``{"pidm": {"residual_weight": 1e-3}}``); a stage already done is not rerun when they
     change, so give changed settings a new ``out``. ``report_only`` runs no stage and
     writes the report from the results already on disk.
     """
     options = options or {}
+    _names(",".join(methods), list(METHODS), "method")
+    _names(",".join(pdes), list(BENCHMARKS), "PDE")
     for method in options:
         if method not in methods or method == "base":
             raise PirfError(
@@ -287,12 +293,20 @@ def run_bench(
             )
     out = Path(out)
     say = say or (lambda text: None)
-    if out.exists() and not out.is_dir():
-        raise PirfError(f"{option('out')} {out} is a file; give a directory")
+    steps = list(steps)
+    if not steps:
+        raise PirfError(f"{option('steps')} needs at least one step count")
+    for count in steps:
+        check_count("steps", count)
+    contexts = [_context(out, pde, preset, device, progress, steps, options) for pde in pdes]
+    for method, settings in options.items():
+        for ctx in contexts:
+            METHODS[method].check_options(settings, ctx)
+    check_device(device)
     if report_only and not out.is_dir():
         raise PirfError(f"{option('report_only', True)}: {out} holds no bench to report on")
+    check_output_dir(out, "out")
     out.mkdir(parents=True, exist_ok=True)
-    contexts = [_context(out, pde, preset, device, progress, steps, options) for pde in pdes]
     graph = {ctx.pde_name: plan(ctx, methods, steps) for ctx in contexts}
     say(f"stage graph ({sum(len(s) for s in graph.values())} stages; done ones are skipped):")
     for pde, stages in graph.items():

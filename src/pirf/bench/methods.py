@@ -27,7 +27,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,12 +37,12 @@ from pirf.baselines import guidance
 from pirf.baselines.pgdiffusion import PGDiffusionConfig, generate_pg, pgdiffusion_train
 from pirf.baselines.pidm import PIDMConfig, pidm_finetune
 from pirf.data.atomic import fsync_path
-from pirf.errors import PirfError, option
+from pirf.errors import PirfError, option, python_words
 from pirf.evaluation import evaluate_fields
 from pirf.evaluation.band import DEFAULT_BAND, Fidelity, FidelityBand
 from pirf.evaluation.protocol import headline
 from pirf.finetune import FinetuneConfig, finetune
-from pirf.finetune.config import recipe
+from pirf.finetune.config import recipe, validate
 from pirf.models import load_checkpoint
 from pirf.sampling import SamplingResult, generate
 from pirf.sampling.from_checkpoint import load_model
@@ -142,6 +142,31 @@ class Method(abc.ABC):
     def cost(self, ctx: Context) -> dict[str, Any]:
         """Preparation cost (seconds of training and selection) read from its outputs."""
         return {}
+
+    def option_keys(self) -> set[str]:
+        """The settings ``--method-option`` may give this method (none by default)."""
+        return set()
+
+    def check_options(self, options: dict[str, Any], ctx: Context) -> None:
+        """Refuse settings this method does not have, before any stage runs (a stage
+        hours into the bench must not be the first to read them)."""
+        unknown = sorted(set(options) - self.option_keys())
+        if unknown:
+            known = ", ".join(sorted(self.option_keys())) or "none"
+            raise PirfError(
+                f"{option('method_options', flag='--method-option')} {self.name} has no "
+                f"setting {', '.join(unknown)}; its settings: {known}"
+            )
+
+
+def config_keys(kind: type, *, set_by_bench: tuple[str, ...]) -> set[str]:
+    """The fields of a method's configuration dataclass that a user may set: all but those
+    the bench sets itself (paths, device, progress)."""
+    return {f.name for f in fields(kind)} - set(set_by_bench)
+
+
+BASELINE_FIELDS = ("ckpt", "data", "out", "device", "progress")
+"""What the bench sets in a trained baseline's configuration."""
 
 
 def configure(kind: type, method: str, **values: Any) -> Any:
@@ -299,6 +324,14 @@ class Guided(Method):
         setting = json.loads(path.read_text())["best"] if path.is_file() else None
         return {"selection_seconds": _seconds(path), "setting": setting}
 
+    def check_options(self, options: dict[str, Any], ctx: Context) -> None:
+        try:
+            guidance.sweep_grid(self.grid, options)
+        except PirfError as error:
+            raise PirfError(
+                f"{option('method_options', flag='--method-option')} {self.name}: {error}"
+            ) from None
+
 
 class PIDM(Method):
     name, label = "pidm", "PIDM"
@@ -335,6 +368,9 @@ class PIDM(Method):
 
     def cost(self, ctx: Context) -> dict[str, Any]:
         return {"training_seconds": _seconds(self._run(ctx) / "summary.json")}
+
+    def option_keys(self) -> set[str]:
+        return config_keys(PIDMConfig, set_by_bench=BASELINE_FIELDS)
 
 
 class PGDiffusion(Method):
@@ -431,6 +467,9 @@ class PGDiffusion(Method):
             "setting": json.loads(setting.read_text())["best"] if setting.is_file() else None,
         }
 
+    def option_keys(self) -> set[str]:
+        return config_keys(PGDiffusionConfig, set_by_bench=BASELINE_FIELDS) | set(PG_GRID[0])
+
 
 class PIRF(Method):
     """PIRF fine-tuning with the recipe (K = 2 differentiable steps, top layers)."""
@@ -441,10 +480,24 @@ class PIRF(Method):
     iteration_divisor: ClassVar[int] = 1
     """The variant runs ``tune_iters // iteration_divisor`` iterations."""
 
-    def stages(self, ctx: Context) -> list[Stage]:
+    set_by_bench: ClassVar[tuple[str, ...]] = (
+        "ckpt",
+        "out",
+        "reference",
+        "eval_steps",
+        "eval_seed",
+        "device",
+        "progress",
+        "resume",
+        "given",
+        "extra",
+    )
+    """What the bench sets in the fine-tuning configuration itself."""
+
+    def _config(self, ctx: Context) -> FinetuneConfig:
         out = self._run(ctx)
         iters = max(1, ctx.preset.tune_iters // self.iteration_divisor)
-        config = configure(
+        return configure(
             FinetuneConfig,
             self.name,
             ckpt=ctx.base,
@@ -467,6 +520,25 @@ class PIRF(Method):
                 **ctx.option(self.name),
             },
         )
+
+    def option_keys(self) -> set[str]:
+        return config_keys(FinetuneConfig, set_by_bench=self.set_by_bench)
+
+    def check_options(self, options: dict[str, Any], ctx: Context) -> None:
+        super().check_options(options, ctx)
+        # The base checkpoint and the validation data do not exist yet: the values are
+        # checked against a directory that does (the working directory) in their place.
+        try:
+            with python_words():
+                validate(replace(self._config(ctx), ckpt=Path.cwd(), reference=None))
+        except PirfError as error:
+            raise PirfError(
+                f"{option('method_options', flag='--method-option')} {self.name}: {error}"
+            ) from None
+
+    def stages(self, ctx: Context) -> list[Stage]:
+        out = self._run(ctx)
+        config = self._config(ctx)
 
         def run() -> None:
             config.resume = rundir.latest_checkpoint(out) is not None

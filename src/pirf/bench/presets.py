@@ -91,6 +91,11 @@ def resolve_preset(name: str, **overrides: int | None) -> BenchPreset:
             f"{option('n_test')} and {option('n_val')} must be at least 4 "
             "(fidelity compares halves)"
         )
+    if preset.n_eval < 4 or preset.n_select < 2:
+        raise PirfError(
+            f"{option('n_eval')} must be at least 4 and {option('n_select')} at least 2 "
+            "(fidelity compares halves of the samples)"
+        )
     return preset
 
 

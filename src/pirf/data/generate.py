@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 import pirf.pdes
+from pirf.checks import check_not_inside_checkpoint, check_writable_dir
 from pirf.data.atomic import check_destination
 from pirf.data.defaults import DEFAULT_BATCH_SIZE
 from pirf.data.writer import COMPRESSIONS, WriteSummary, open_writer
@@ -221,7 +222,8 @@ def generate(
     )
     check_request(instance, n, resolution, seed, split, batch_size)
     settings = _settings(device, dtype, batch_size, compression, preset)
-    destination = check_destination(out, force=force)
+    check_not_inside_checkpoint(out, "out")
+    destination = check_destination(out, force=force, name="out")
     return _generate_file(
         instance, n, resolution, seed, split, destination, settings, force, progress
     )
@@ -264,11 +266,13 @@ def generate_splits(
     for ancestor in directory.parents:
         if ancestor.exists() and not ancestor.is_dir():
             raise PirfError(f"{ancestor} exists and is not a directory")
+    check_not_inside_checkpoint(directory, "out_dir")
+    check_writable_dir(directory, "out_dir")
     # Like mkdir -p: every missing folder is made, and removed again if nothing is written.
     created = [p for p in (directory, *directory.parents) if not p.exists()]
     if not created:
         for split in sizes:
-            check_destination(directory / f"{split}.h5", force=force)
+            check_destination(directory / f"{split}.h5", force=force, name="out_dir")
     directory.mkdir(parents=True, exist_ok=True)
     summaries: dict[str, GenerationSummary] = {}
     try:

@@ -33,6 +33,7 @@ import torch
 
 import pirf.data
 import pirf.pdes
+from pirf.checks import check_finetune_run
 from pirf.errors import PirfError, option
 from pirf.evaluation import PreparedReference, prepare_reference
 from pirf.finetune.config import FinetuneConfig, check_resume, from_stored, validate
@@ -472,6 +473,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
     The caller's random-number state is left as it was. Resuming a run that is already
     complete changes nothing: the stored summary comes back with ``"already_complete":
     True`` and a ``"message"``."""
+    config = check_finetune_run(config)
     validate(config)
     if config.resume:
         given = config.given is None or "iters" in config.given

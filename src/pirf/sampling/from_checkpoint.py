@@ -14,14 +14,15 @@ from typing import Any
 import torch
 
 import pirf.pdes
-from pirf.data.writer import check_destination, write_fields
-from pirf.devices import resolve_device
+from pirf.checks import check_count, check_device, check_model_checkpoint, check_output_file
+from pirf.data.writer import write_fields
 from pirf.errors import PirfError
 from pirf.models.checkpoint import Checkpoint, load_checkpoint
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import Normalisation
 from pirf.sampling.generate import ProgressFn, SamplingResult, generate
 from pirf.sampling.precision import Precision
+from pirf.sampling.samplers import step_function
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,22 @@ def sample_to_file(
     force: bool = False,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """Sample ``n`` fields from a checkpoint into ``out``; returns the summary (JSON-able)."""
-    destination = check_destination(out, force=force)
-    torch_device = resolve_device(device)
+    """Sample ``n`` fields from a checkpoint into ``out``; returns the summary (JSON-able).
+
+    ``checkpoint`` may be a run directory: its ``best/`` if it has one, else its final
+    ``checkpoint/`` (the summary's ``checkpoint`` and ``checkpoint_kind`` say which).
+    Every argument is checked before the model is loaded; the file appears only when
+    complete."""
+    check_count("n", n)
+    check_count("steps", steps)
+    check_count("seed", seed, minimum=0)
+    if batch_size is not None:
+        check_count("batch_size", batch_size)
+    check_count("fp32_steps", fp32_steps, minimum=0)
+    step_function(method)
+    torch_device = check_device(device)
+    destination = check_output_file(out, "out", force=force)
+    checkpoint, kind, _, _ = check_model_checkpoint(checkpoint)
     model = load_model(checkpoint, device=torch_device, ema=ema)
     result: SamplingResult = generate(
         model.denoiser,
@@ -120,6 +134,7 @@ def sample_to_file(
     )
     return {
         "path": str(destination),
+        "checkpoint_kind": kind,
         "pde": model.pde.name,
         "n": n,
         "shape": list(fields.shape),

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 import pirf.data
+from pirf.checks import check_training_run
 from pirf.errors import PirfError, option
 from pirf.models import (
     EDMDenoiser,
@@ -400,6 +401,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     Under ``torchrun`` every process calls this; rank 0 writes the files. The caller's
     random-number state is left as it was.
     """
+    check_training_run(config)
     validate_arguments(config)
     if config.resume:
         finished = rundir.finished_run(Path(config.out), config.iters)

@@ -1,0 +1,374 @@
+"""Checks every entry point makes before it creates a file or starts computing.
+
+A bad argument (an unknown device, an output directory that cannot be made, a damaged or
+mismatched dataset, a checkpoint that is not one) must fail in the first second, with one
+line that names the problem, and leave nothing behind: no empty run directory, no partial
+data, no traceback after an hour of work. The API entry points
+(:func:`pirf.training.train`, :func:`pirf.finetune.finetune`,
+:func:`pirf.bench.run_bench`, the evaluation protocol, sampling to a file, data
+generation) call these functions first, so Python callers get the same protection as the
+command line.
+
+The checks only read (a writability probe creates a hidden folder and removes it at once);
+torch and the file readers are imported on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pirf.errors import PirfError, option
+
+if TYPE_CHECKING:
+    import torch
+
+    from pirf.finetune.config import FinetuneConfig
+    from pirf.models.checkpoint import CheckpointInfo
+    from pirf.pdes.base import PDE
+    from pirf.training.config import TrainConfig
+
+CHECKPOINT_INFO = "checkpoint.json"
+"""The file that makes a directory a checkpoint (``pirf.models.checkpoint.INFO_FILE``)."""
+BEST = "best"
+FINAL = "checkpoint"
+CHECKPOINT_KINDS = ("best", "final", "checkpoint")
+"""What :func:`resolve_checkpoint` took: a run's ``best/``, its final ``checkpoint/``, or
+the checkpoint directory it was given."""
+
+
+# --------------------------------------------------------------------------- primitives
+def check_device(device: torch.device | str) -> torch.device:
+    """The torch device ``device`` names, refusing one this machine does not have (``cuda``
+    without a CUDA GPU, ``cuda:3`` on a machine with two)."""
+    from pirf.devices import resolve_device
+
+    return resolve_device(device)
+
+
+def check_count(name: str, value: Any, *, minimum: int = 1) -> None:
+    """``value`` is an integer of at least ``minimum`` (a sample count, steps, a seed)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise PirfError(f"{option(name)} must be {bound}, got {value!r}")
+
+
+def _existing_ancestor(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (the working directory at worst)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path.cwd()
+
+
+def writable_error(directory: Path) -> str | None:
+    """Why no file can be made in the existing ``directory`` (None if one can): probed by
+    making a hidden folder there and removing it at once, since permission bits alone
+    mislead (root, read-only mounts, ACLs). The directory's modification time is put back,
+    so the probe leaves no trace."""
+    try:
+        before = os.stat(directory)
+        os.rmdir(tempfile.mkdtemp(prefix=".pirf-probe-", dir=directory))
+    except OSError as error:
+        return error.strerror or str(error)
+    with contextlib.suppress(OSError):
+        os.utime(directory, ns=(before.st_atime_ns, before.st_mtime_ns))
+    return None
+
+
+def check_writable_dir(path: str | Path, name: str) -> Path:
+    """``path`` is a directory that exists and can be written, or can be created.
+
+    Nothing is created: the nearest existing ancestor must be a directory in which a
+    folder can be made (:func:`writable_error`).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PirfError(f"{option(name)} {path} is a file; give a directory")
+    ancestor = _existing_ancestor(path)
+    if not ancestor.is_dir():
+        raise PirfError(f"{option(name)} {path}: {ancestor} is a file, not a directory")
+    reason = writable_error(ancestor)
+    if reason is not None:
+        where = "" if ancestor == path else f" (to create {path} in it)"
+        raise PirfError(
+            f"{option(name)}: cannot write to {ancestor}{where}: {reason}; "
+            "choose a writable location"
+        )
+    return path
+
+
+def checkpoint_containing(path: str | Path) -> Path | None:
+    """The checkpoint directory ``path`` is, or lies inside, if any."""
+    for candidate in (Path(path), *Path(path).parents):
+        info = candidate / CHECKPOINT_INFO
+        if info.is_file():
+            try:
+                if json.loads(info.read_text()).get("format") == "pirf-checkpoint":
+                    return candidate
+            except (OSError, ValueError, AttributeError):
+                continue
+    return None
+
+
+def check_not_inside_checkpoint(path: str | Path, name: str) -> None:
+    """``path`` is neither a checkpoint directory nor inside one: a checkpoint is replaced
+    as a whole when it is saved again, which would delete whatever else lies in it."""
+    found = checkpoint_containing(Path(path).absolute())
+    if found is not None:
+        where = "is" if found == Path(path).absolute() else "lies inside"
+        raise PirfError(
+            f"{option(name)} {path} {where} the checkpoint {found}; choose a location outside it"
+        )
+
+
+def check_output_dir(path: str | Path, name: str) -> Path:
+    """An output directory a command will create or write into (a run, a bench, figures):
+    not a file, not inside a checkpoint, and creatable or writable."""
+    check_not_inside_checkpoint(path, name)
+    return check_writable_dir(path, name)
+
+
+def check_output_file(path: str | Path, name: str, *, force: bool = False) -> Path:
+    """An output file a command will write at its end (samples, a report): its folder
+    exists and is writable, it is not a directory, not inside a checkpoint, and not an
+    existing file unless ``force``."""
+    from pirf.data.atomic import check_destination
+
+    check_not_inside_checkpoint(path, name)
+    return check_destination(path, force=force, name=name)
+
+
+# --------------------------------------------------------------------------- checkpoints
+def resolve_checkpoint(path: str | Path) -> tuple[Path, str]:
+    """The checkpoint that ``path`` means, and which kind it is.
+
+    A checkpoint directory is itself (``"checkpoint"``); a run directory (of ``pirf train``
+    or ``pirf finetune``) means its ``best/`` if it has one (``"best"``), else its final
+    ``checkpoint/`` (``"final"``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise PirfError(f"no such checkpoint directory: {path}")
+    if not path.is_dir():
+        raise PirfError(f"{path} is not a pirf checkpoint (a checkpoint is a directory)")
+    if (path / CHECKPOINT_INFO).is_file():
+        return path, "checkpoint"
+    for folder, kind in ((BEST, "best"), (FINAL, "final")):
+        if (path / folder / CHECKPOINT_INFO).is_file():
+            return path / folder, kind
+    if (path / "checkpoints").is_dir():
+        raise PirfError(
+            f"the run {path} has no final or best checkpoint yet; resume it, or give one "
+            f"of its periodic checkpoints ({path / 'checkpoints'}/iter-...)"
+        )
+    raise PirfError(
+        f"{path} is neither a pirf checkpoint (it has no {CHECKPOINT_INFO}) nor a run "
+        "directory with best/ or checkpoint/"
+    )
+
+
+def checkpoint_note(given: str | Path, path: Path, kind: str) -> str | None:
+    """The line a command prints when a run directory stood for one of its checkpoints."""
+    if kind == "checkpoint":
+        return None
+    what = "best checkpoint" if kind == "best" else "final checkpoint"
+    return f"{option('ckpt')} {given} is a run directory: took its {what} {path}"
+
+
+def check_model_checkpoint(
+    path: str | Path, *, verify: bool = False
+) -> tuple[Path, str, CheckpointInfo, PDE]:
+    """Resolve ``path`` (:func:`resolve_checkpoint`) to a checkpoint that sampling can use:
+    readable, recording its PDE (rebuilt from the registry), normalisation and resolution,
+    with every weight file present at its recorded size (``verify``: and SHA-256).
+    Returns the checkpoint, its kind, its description and the PDE."""
+    import pirf.pdes
+    from pirf.models.checkpoint import read_checkpoint_info, verify_checkpoint
+
+    resolved, kind = resolve_checkpoint(path)
+    info = verify_checkpoint(resolved) if verify else read_checkpoint_info(resolved)
+    if info.pde is None or info.normalisation is None or info.resolution is None:
+        raise PirfError(
+            f"{resolved}: the checkpoint lacks its PDE, normalisation or resolution; make it "
+            "with pirf train or pirf finetune"
+        )
+    for name, entry in info.files.items():
+        file = resolved / name
+        if not file.is_file():
+            raise PirfError(f"checkpoint {resolved} is incomplete: {name} is missing")
+        if isinstance(entry.get("bytes"), int) and file.stat().st_size != entry["bytes"]:
+            raise PirfError(
+                f"checkpoint {resolved}: {name} has {file.stat().st_size} bytes, "
+                f"{entry['bytes']} were written (truncated or modified)"
+            )
+    pde = pirf.pdes.from_metadata(info.pde, source=str(resolved))
+    return resolved, kind, info, pde
+
+
+# --------------------------------------------------------------------------- datasets
+def check_dataset(
+    path: str | Path,
+    name: str,
+    *,
+    minimum: int = 1,
+    scan: int | None = None,
+) -> Any:
+    """Open a fields file, check it holds at least ``minimum`` samples and read its first
+    ``scan`` samples (all with ``scan=None``; 0 for none) so that a damaged or non-finite
+    sample fails now. Returns the closed :class:`~pirf.data.PDEDataset` (its header, PDE
+    and normalisation stay available)."""
+    import pirf.data
+
+    path = Path(path)
+    if not path.exists():
+        raise PirfError(f"no such {option(name)} file: {path}")
+    data = pirf.data.load(path)
+    try:
+        if len(data) < minimum:
+            raise PirfError(
+                f"{option(name)} {path} holds {len(data)} samples; at least {minimum} needed"
+            )
+        count = len(data) if scan is None else min(scan, len(data))
+        for start in range(0, count, 256):
+            data[start : min(start + 256, count)]
+    finally:
+        data.close()
+    return data
+
+
+def check_same_problem(
+    data: Any, name: str, pde: PDE, resolution: tuple[int, int], source: str
+) -> None:
+    """A dataset holds fields of ``pde`` (name, channels) at ``resolution`` (the model's)."""
+    if data.pde.name != pde.name or list(data.channels) != list(pde.channels):
+        raise PirfError(
+            f"{option(name)} {data.path} holds '{data.pde.name}' {list(data.channels)}; "
+            f"{source} is for '{pde.name}' {list(pde.channels)}"
+        )
+    if tuple(data.shape[-2:]) != tuple(resolution):
+        size = "x".join(map(str, data.shape[-2:]))
+        raise PirfError(
+            f"{option(name)} {data.path} is {size}; {source} is "
+            f"{'x'.join(map(str, resolution))}: use data of the same resolution"
+        )
+
+
+# --------------------------------------------------------------------------- runs
+def check_training_run(config: TrainConfig) -> None:
+    """Everything :func:`pirf.training.train` needs, checked before the run directory is
+    made: the arguments, the device, the output directory, every sample of the data, and
+    the network the preset and ``model_overrides`` describe for that data (a resumed run:
+    that the data and the options fit the stored run)."""
+    from pirf.models.checkpoint import read_checkpoint_info
+    from pirf.models.presets import unet_config
+    from pirf.training import rundir
+    from pirf.training.config import resolve_config, validate_arguments
+    from pirf.training.loop import _check_resume
+
+    validate_arguments(config)
+    out = Path(config.out)
+    if config.resume and rundir.finished_run(out, config.iters) is not None:
+        return  # train() returns the stored summary; nothing else is read
+    check_device(config.device)
+    check_output_dir(out, "out")
+    resume_from = rundir.prepare(out, resume=config.resume, create=False)
+    data = check_dataset(config.data, "data")
+    if resume_from is not None:
+        info = read_checkpoint_info(resume_from)
+        resolve_config(config, info.training)
+        _check_resume(info, data)
+        return
+    resolved = resolve_config(config)
+    unet_config(
+        resolved.preset,
+        channels=len(data.channels),
+        resolution=data.resolution,
+        periodic=tuple(data.pde.grid.periodic),
+        **{"position_harmonics": data.pde.position_harmonics(), **resolved.model_overrides},
+    )
+
+
+def check_finetune_run(config: FinetuneConfig) -> FinetuneConfig:
+    """Everything :func:`pirf.finetune.finetune` needs, checked before the run directory is
+    made: the arguments, the device, the output directory, the base checkpoint (a run
+    directory stands for its best or final checkpoint; the returned configuration names
+    the checkpoint itself), the trainable layers and the reward for its network and PDE,
+    and the reference data. A resumed run that is already complete needs only its
+    directory."""
+    import torch
+
+    from pirf.finetune.config import check_resume, from_stored, validate
+    from pirf.finetune.reward import Reward
+    from pirf.finetune.run import REFERENCE_LIMIT
+    from pirf.finetune.trainable import top_names
+    from pirf.models.checkpoint import read_checkpoint_info
+    from pirf.models.edm import build_denoiser
+    from pirf.training import rundir
+
+    validate(config)
+    out = Path(config.out) if config.out is not None else None
+    if config.resume and out is not None:
+        given = config.given is None or "iters" in config.given
+        if rundir.finished_run(out, config.iters if given else None) is not None:
+            return config  # finetune() returns the stored summary; nothing else is read
+    check_device(config.device)
+    assert out is not None and config.ckpt is not None  # validate() refuses None
+    check_output_dir(out, "out")
+    resume_from = rundir.prepare(out, resume=config.resume, create=False)
+    ckpt, _, info, pde = check_model_checkpoint(config.ckpt, verify=True)
+    config = replace(config, ckpt=ckpt)
+    effective = config
+    if resume_from is not None:
+        stored = read_checkpoint_info(resume_from).training
+        check_resume(config, stored)
+        effective = from_stored(config, stored)
+        validate(effective)
+    assert info.normalisation is not None and info.resolution is not None
+    Reward(
+        pde,
+        info.normalisation,
+        reward=effective.reward,
+        norm=effective.norm,
+        snap=effective.reward_snap,
+        weight=effective.reward_weight,
+    )
+    if effective.trainable == "top" or (
+        effective.trainable == "lora" and effective.lora_layers == "top"
+    ):
+        with torch.device("meta"):  # the structure only: no memory, no initialisation cost
+            model = build_denoiser(info.architecture, sigma_data=info.sigma_data)
+        top_names(model, effective.top_blocks)
+    reference = effective.reference
+    if reference is None:
+        recorded = info.extra.get("data", {}).get("path")
+        reference = recorded if recorded and Path(recorded).is_file() else None
+    if reference is not None:
+        data = check_dataset(reference, "reference", scan=REFERENCE_LIMIT)
+        check_same_problem(data, "reference", pde, info.resolution, f"the model {ckpt}")
+    return config
+
+
+__all__ = [
+    "CHECKPOINT_KINDS",
+    "check_count",
+    "check_dataset",
+    "check_device",
+    "check_finetune_run",
+    "check_model_checkpoint",
+    "check_not_inside_checkpoint",
+    "check_output_dir",
+    "check_output_file",
+    "check_same_problem",
+    "check_training_run",
+    "check_writable_dir",
+    "checkpoint_containing",
+    "checkpoint_note",
+    "resolve_checkpoint",
+    "writable_error",
+]
