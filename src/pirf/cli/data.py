@@ -10,16 +10,18 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-import pirf.data
 from pirf.cli._common import ProgressReporter, ThreadsOpt, console, emit_json, use_threads
 from pirf.cli.verify import verify as verify_command
-from pirf.data.generate import DEFAULT_BATCH_SIZE, GenerationSummary
+from pirf.data.defaults import DEFAULT_BATCH_SIZE
 from pirf.errors import PirfError
+
+if TYPE_CHECKING:
+    from pirf.data.generate import GenerationSummary
 
 app = typer.Typer(help="Generate and check PDE datasets (HDF5).", no_args_is_help=True)
 app.command("verify")(verify_command)
@@ -151,6 +153,8 @@ def generate(
     as_json: JsonOpt = False,
 ) -> None:
     """Generate N samples of a PDE with its solver into one HDF5 file."""
+    import pirf.data
+
     use_threads(threads)
     with ProgressReporter(enabled=not as_json) as reporter:
         summary = pirf.data.generate(
@@ -195,6 +199,8 @@ def splits(
     as_json: JsonOpt = False,
 ) -> None:
     """Generate train/test (and val) files from one seed, on disjoint seed streams."""
+    import pirf.data
+
     use_threads(threads)
     sizes = {"train": train, "test": test, **({"val": val} if val is not None else {})}
     with ProgressReporter(enabled=not as_json) as reporter:
@@ -279,6 +285,8 @@ def check(
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a file (readable, finite) and report its statistics and PDE residual."""
+    import pirf.data
+
     use_threads(threads)
     report = pirf.data.check(file, batch_size=batch_size, device=device)
     if as_json:

@@ -9,8 +9,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pirf.cli._common import ProgressReporter, ThreadsOpt, console, emit_json, use_threads
-from pirf.sampling.from_checkpoint import sample_to_file
+from pirf.cli._common import (
+    ProgressReporter,
+    ThreadsOpt,
+    console,
+    console_err,
+    emit_json,
+    use_threads,
+)
 
 
 class Sampler(str, Enum):
@@ -19,7 +25,13 @@ class Sampler(str, Enum):
 
 
 def sample(
-    ckpt: Annotated[Path, typer.Option("--ckpt", help="Checkpoint directory.")],
+    ckpt: Annotated[
+        Path,
+        typer.Option(
+            "--ckpt",
+            help="Checkpoint directory, or a run directory (its best/, else its checkpoint/).",
+        ),
+    ],
     n: Annotated[int, typer.Option("--n", help="Number of samples.")],
     out: Annotated[Path, typer.Option("--out", help="Output file (.h5).")],
     steps: Annotated[int, typer.Option("--steps", help="Sampler steps.")] = 20,
@@ -44,6 +56,9 @@ def sample(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Sample N fields from a checkpoint with the deterministic EDM sampler."""
+    from pirf.checks import checkpoint_note
+    from pirf.sampling.from_checkpoint import sample_to_file
+
     use_threads(threads)
     with ProgressReporter(enabled=not as_json) as reporter:
         summary = sample_to_file(
@@ -62,6 +77,9 @@ def sample(
             force=force,
             progress=reporter.callback("sampling"),
         )
+    note = checkpoint_note(ckpt, Path(summary["checkpoint"]), summary["checkpoint_kind"])
+    if note:
+        console_err.print(note, highlight=False, soft_wrap=True)
     if as_json:
         emit_json(summary)
         return

@@ -14,11 +14,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-import pirf.data
-import pirf.pdes
 from pirf.cli._common import ProgressReporter, ThreadsOpt, console, emit_json, use_threads
 from pirf.errors import PirfError
-from pirf.verification import NOISE_LEVEL, verify_file
 
 
 def verify(
@@ -36,6 +33,10 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Generate a small dataset of each PDE and print its verification table."""
+    import pirf.data
+    import pirf.pdes
+    from pirf.verification import NOISE_LEVEL, verify_file
+
     use_threads(threads)
     names = pirf.pdes.names() if pdes == "all" else [p.strip() for p in pdes.split(",")]
     for name in names:
