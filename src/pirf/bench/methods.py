@@ -26,10 +26,11 @@ import abc
 import json
 import math
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 import torch
 
@@ -143,26 +144,66 @@ class Method(abc.ABC):
         """Preparation cost (seconds of training and selection) read from its outputs."""
         return {}
 
+    config: ClassVar[type | None] = None
+    """The method's configuration dataclass, whose fields ``--method-option`` may set."""
+    set_by_bench: ClassVar[tuple[str, ...]] = ()
+    """Fields of ``config`` that the bench sets itself (paths, device, progress)."""
+    sweep_keys: ClassVar[tuple[str, ...]] = ()
+    """Settings of the method's sweep that ``--method-option`` may fix or make an axis."""
+
     def option_keys(self) -> set[str]:
-        """The settings ``--method-option`` may give this method (none by default)."""
-        return set()
+        """The settings ``--method-option`` may give this method."""
+        fields_ = {f.name for f in fields(self.config)} if self.config is not None else set()
+        return (fields_ - set(self.set_by_bench)) | set(self.sweep_keys)
 
     def check_options(self, options: dict[str, Any], ctx: Context) -> None:
-        """Refuse settings this method does not have, before any stage runs (a stage
-        hours into the bench must not be the first to read them)."""
+        """Refuse settings this method does not have, or values of the wrong type, before
+        any stage runs (a stage hours into the bench must not be the first to read them)."""
+        flag = option("method_options", flag="--method-option")
         unknown = sorted(set(options) - self.option_keys())
         if unknown:
             known = ", ".join(sorted(self.option_keys())) or "none"
             raise PirfError(
-                f"{option('method_options', flag='--method-option')} {self.name} has no "
-                f"setting {', '.join(unknown)}; its settings: {known}"
+                f"{flag} {self.name} has no setting {', '.join(unknown)}; its settings: {known}"
             )
+        if self.config is None:
+            return
+        hints = get_type_hints(self.config)
+        for key, value in options.items():
+            if key in hints and key not in self.sweep_keys and not _accepts(hints[key], value):
+                raise PirfError(
+                    f"{flag} {self.name}.{key} expects {_type_name(hints[key])}, got {value!r}"
+                )
 
 
-def config_keys(kind: type, *, set_by_bench: tuple[str, ...]) -> set[str]:
-    """The fields of a method's configuration dataclass that a user may set: all but those
-    the bench sets itself (paths, device, progress)."""
-    return {f.name for f in fields(kind)} - set(set_by_bench)
+def _accepts(hint: Any, value: Any) -> bool:
+    """Whether a JSON value fits a configuration field's type (numbers, strings, lists)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_accepts(arg, value) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint in (str, Path):
+        return isinstance(value, str)
+    if origin in (tuple, list):
+        item = args[0] if args else Any
+        return isinstance(value, (list, tuple)) and all(_accepts(item, v) for v in value)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if get_origin(hint) in (Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in get_args(hint) if arg is not type(None))
+    if get_origin(hint) in (tuple, list):
+        return f"a list of {_type_name(get_args(hint)[0]).removeprefix('an ').removeprefix('a ')}s"
+    return names.get(hint, str(hint))
 
 
 BASELINE_FIELDS = ("ckpt", "data", "out", "device", "progress")
@@ -369,8 +410,7 @@ class PIDM(Method):
     def cost(self, ctx: Context) -> dict[str, Any]:
         return {"training_seconds": _seconds(self._run(ctx) / "summary.json")}
 
-    def option_keys(self) -> set[str]:
-        return config_keys(PIDMConfig, set_by_bench=BASELINE_FIELDS)
+    config, set_by_bench = PIDMConfig, BASELINE_FIELDS
 
 
 class PGDiffusion(Method):
@@ -467,8 +507,7 @@ class PGDiffusion(Method):
             "setting": json.loads(setting.read_text())["best"] if setting.is_file() else None,
         }
 
-    def option_keys(self) -> set[str]:
-        return config_keys(PGDiffusionConfig, set_by_bench=BASELINE_FIELDS) | set(PG_GRID[0])
+    config, set_by_bench, sweep_keys = PGDiffusionConfig, BASELINE_FIELDS, tuple(PG_GRID[0])
 
 
 class PIRF(Method):
@@ -480,6 +519,7 @@ class PIRF(Method):
     iteration_divisor: ClassVar[int] = 1
     """The variant runs ``tune_iters // iteration_divisor`` iterations."""
 
+    config = FinetuneConfig
     set_by_bench: ClassVar[tuple[str, ...]] = (
         "ckpt",
         "out",
@@ -521,16 +561,14 @@ class PIRF(Method):
             },
         )
 
-    def option_keys(self) -> set[str]:
-        return config_keys(FinetuneConfig, set_by_bench=self.set_by_bench)
-
     def check_options(self, options: dict[str, Any], ctx: Context) -> None:
         super().check_options(options, ctx)
+        config = self._config(ctx)
         # The base checkpoint and the validation data do not exist yet: the values are
         # checked against a directory that does (the working directory) in their place.
         try:
             with python_words():
-                validate(replace(self._config(ctx), ckpt=Path.cwd(), reference=None))
+                validate(replace(config, ckpt=Path.cwd(), reference=None))
         except PirfError as error:
             raise PirfError(
                 f"{option('method_options', flag='--method-option')} {self.name}: {error}"

@@ -35,18 +35,20 @@ def verify(
     """Generate a small dataset of each PDE and print its verification table."""
     import pirf.data
     import pirf.pdes
+    from pirf.checks import check_device, check_output_dir
+    from pirf.data.generate import DEFAULT_BATCH_SIZE, check_request, resolve_pde
     from pirf.verification import NOISE_LEVEL, verify_file
 
     use_threads(threads)
     names = pirf.pdes.names() if pdes == "all" else [p.strip() for p in pdes.split(",")]
-    for name in names:
-        pirf.pdes.get_class(name)  # fail early, with the list of known PDEs
     if n <= 0:
         raise PirfError(f"--n must be positive, got {n}")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise PirfError(f"cannot create {out_dir}: {error.strerror}") from None
+    for name in names:  # every request is checked before the first file is made
+        pde, resolution, _ = resolve_pde(name, preset=preset)
+        check_request(pde, n, resolution, seed, "train", DEFAULT_BATCH_SIZE)
+    check_device(device)
+    check_output_dir(out_dir, "out_dir")
+    out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     rows = []
     with ProgressReporter(enabled=not as_json) as reporter:
