@@ -130,6 +130,17 @@ BENCH = ["bench", "--pdes", "poisson", "--methods", "pirf,pidm,cocogen,pgdiffusi
 DEMO = ["demo"]
 
 CASES: dict[str, tuple[list[str], str]] = {
+    # ----------------------------------------------------------------------- usage
+    "usage: not a number": ([*SAMPLE, "--ckpt", "{w}/run", "--out", "{w}/s.h5", "--n", "abc"],
+                            "Invalid value for '--n'"),
+    "usage: missing option": (["sample", "--ckpt", "{w}/run"], "Missing option '--n'; see "
+                              "'pirf sample --help'"),
+    "usage: unknown option": ([*SAMPLE, "--ckpt", "{w}/run", "--out", "{w}/s.h5", "--nn", "3"],
+                              "No such option: --nn"),
+    "usage: unknown choice": ([*SAMPLE, "--ckpt", "{w}/run", "--out", "{w}/s.h5", "--sampler",
+                               "rk4"], "Invalid value for '--sampler'"),
+    "usage: unknown command": (["trian"], "No such command 'trian'"),
+    "usage: option without its value": (["evaluate", "--samples"], "requires an argument"),
     # ----------------------------------------------------------------------- train
     "train: missing data": ([*TRAIN, "--data", "{w}/missing.h5", "--out", "{w}/new"],
                             "no such data file"),

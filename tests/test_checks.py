@@ -128,3 +128,23 @@ def test_finetune_takes_the_checkpoint_a_run_directory_stands_for(base, tmp_path
     summary = json.loads(captured.out)
     assert summary["base_checkpoint"] == str(run / "checkpoint")
     assert captured.err.strip().endswith(f"took its final checkpoint {run / 'checkpoint'}")
+
+
+def test_a_resumed_fine_tuning_run_must_name_its_own_base(base, tmp_path, capsys):
+    out = tmp_path / "tuned"
+    args = ["finetune", "--out", str(out), "--iters", "2", "--stop-at", "1", "--batch", "2",
+            "--eval-n", "4", "--eval-steps", "4", "--sampler-steps", "4", "--device", "cpu",
+            "--no-figures", "--json"]  # fmt: skip
+    assert main([*args, "--ckpt", str(base)]) == 0
+    capsys.readouterr()
+    other = tmp_path / "other"
+    shutil.copytree(base, other)
+    info = json.loads((other / "checkpoint.json").read_text())
+    info["training"] = {"note": "another base"}
+    (other / "checkpoint.json").write_text(json.dumps(info))
+    (out / ".checkpoint.tmp-abcd1234").mkdir()
+    before = sorted(str(p) for p in out.rglob("*"))
+    assert main([*args, "--ckpt", str(other), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not the base checkpoint the run" in err
+    assert sorted(str(p) for p in out.rglob("*")) == before

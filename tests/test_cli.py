@@ -114,6 +114,10 @@ def test_commands_with_a_preflight_keep_their_options(capsys):
         assert "--json" in capsys.readouterr().out
 
 
-def test_unknown_command_is_a_usage_error(capsys):
+def test_usage_errors_are_one_line_that_says_where_to_look(capsys):
     assert main(["trian"]) == 2
-    assert "No such command" in capsys.readouterr().err
+    assert capsys.readouterr().err == "error: No such command 'trian'; see 'pirf --help'\n"
+    assert main(["data", "generate", "poisson", "--n", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Invalid value for '--n'") and err.count("\n") == 1
+    assert err.rstrip().endswith("see 'pirf data generate --help'")

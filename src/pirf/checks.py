@@ -307,7 +307,7 @@ def check_finetune_run(config: FinetuneConfig) -> FinetuneConfig:
     from pirf.finetune.reward import Reward
     from pirf.finetune.run import REFERENCE_LIMIT
     from pirf.finetune.trainable import top_names
-    from pirf.models.checkpoint import read_checkpoint_info
+    from pirf.models.checkpoint import file_sha256, read_checkpoint_info
     from pirf.models.edm import build_denoiser
     from pirf.training import rundir
 
@@ -325,10 +325,16 @@ def check_finetune_run(config: FinetuneConfig) -> FinetuneConfig:
     config = replace(config, ckpt=ckpt)
     effective = config
     if resume_from is not None:
-        stored = read_checkpoint_info(resume_from).training
-        check_resume(config, stored)
-        effective = from_stored(config, stored)
+        resumed = read_checkpoint_info(resume_from)
+        check_resume(config, resumed.training)
+        effective = from_stored(config, resumed.training)
         validate(effective)
+        recorded = resumed.extra.get("finetune", {}).get("base_sha256")
+        if recorded is not None and recorded != file_sha256(ckpt / CHECKPOINT_INFO):
+            raise PirfError(
+                f"{option('resume', True)}: {ckpt} is not the base checkpoint the run in "
+                f"{out} started from"
+            )
     assert info.normalisation is not None and info.resolution is not None
     Reward(
         pde,

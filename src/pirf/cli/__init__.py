@@ -218,8 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         console_err.print("[bold red]aborted[/]")
         return 1
-    except ClickException as error:  # usage errors and the like
-        error.show()
+    except ClickException as error:  # usage errors: one line too, with where to look
+        message = " ".join(error.format_message().split())
+        context = getattr(error, "ctx", None)
+        if context is not None:
+            message = f"{message.rstrip('.')}; see '{context.command_path} --help'"
+        console_err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         return error.exit_code
     return 0
 
