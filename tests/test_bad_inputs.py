@@ -216,6 +216,9 @@ CASES: dict[str, tuple[list[str], str]] = {
     "finetune: reference with NaN": (
         [*FINETUNE, "--ckpt", "{w}/run", "--out", "{w}/new", "--reference", "{w}/nan.h5"],
         "holds NaN or inf"),
+    "finetune: reference too small": (
+        [*FINETUNE, "--ckpt", "{w}/run", "--out", "{w}/new", "--reference", "{w}/two.h5"],
+        "at least 4 needed"),
     "finetune: reference missing": (
         [*FINETUNE, "--ckpt", "{w}/run", "--out", "{w}/new", "--reference", "{w}/no.h5"],
         "no such reference data file"),
@@ -277,6 +280,8 @@ CASES: dict[str, tuple[list[str], str]] = {
                                  "does not match its recorded SHA-256"),
     "sample: no cuda": ([*SAMPLE, "--ckpt", "{w}/run", "--out", "{w}/s.h5", "--device",
                          "cuda"], NO_CUDA),
+    "sample: a GPU index without CUDA": ([*SAMPLE, "--ckpt", "{w}/run", "--out", "{w}/s.h5",
+                                          "--device", "cuda:3"], NO_CUDA),
     "sample: unknown device": ([*SAMPLE, "--ckpt", "{w}/run", "--out", "{w}/s.h5", "--device",
                                 "abacus"], "unknown device 'abacus'"),
     # ----------------------------------------------------------------------- evaluate
@@ -323,6 +328,9 @@ CASES: dict[str, tuple[list[str], str]] = {
     "evaluate: report is a directory": ([*EVALUATE, "--ckpt", "{w}/run", "--reference",
                                          "{w}/test.h5", "--out", "{w}/empty-dir"],
                                         "is a directory"),
+    "evaluate: report over the reference": ([*EVALUATE, "--ckpt", "{w}/run", "--reference",
+                                             "{w}/test.h5", "--out", "{w}/test.h5"],
+                                            "is an input of this evaluation"),
     "evaluate: checkpoint corrupt": ([*EVALUATE, "--ckpt", "{w}/bad-json", "--reference",
                                       "{w}/test.h5"], "cannot read"),
     "evaluate: no cuda": ([*EVALUATE, "--ckpt", "{w}/run", "--reference", "{w}/test.h5",

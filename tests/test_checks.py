@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 import pirf.data
 from pirf.checks import (
@@ -148,3 +149,18 @@ def test_a_resumed_fine_tuning_run_must_name_its_own_base(base, tmp_path, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not the base checkpoint the run" in err
     assert sorted(str(p) for p in out.rglob("*")) == before
+
+
+def test_a_gpu_the_machine_does_not_have_is_refused(monkeypatch):
+    from pirf.checks import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert check_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(PirfError, match=r"cuda:2 does not exist: this machine has 2 CUDA"):
+        check_device("cuda:2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(PirfError, match="no CUDA GPU is available"):
+        check_device("cuda")
+    with pytest.raises(PirfError, match="unknown device 'tpu'"):
+        check_device("tpu")

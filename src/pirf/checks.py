@@ -355,7 +355,7 @@ def check_finetune_run(config: FinetuneConfig) -> FinetuneConfig:
         recorded = info.extra.get("data", {}).get("path")
         reference = recorded if recorded and Path(recorded).is_file() else None
     if reference is not None:
-        data = check_dataset(reference, "reference", scan=REFERENCE_LIMIT)
+        data = check_dataset(reference, "reference", minimum=4, scan=REFERENCE_LIMIT)
         check_same_problem(data, "reference", pde, info.resolution, f"the model {ckpt}")
     return config
 

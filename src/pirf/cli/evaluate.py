@@ -116,6 +116,10 @@ def evaluate(
     if (samples is None) == (ckpt is None):
         raise PirfError("give either --samples FILE or --ckpt DIR (not both)")
     if out is not None:  # written after the evaluation: refused now if it cannot be
+        if any(out.resolve() == Path(p).resolve() for p in [reference, *(samples or [])]):
+            raise PirfError(
+                f"--out {out} is an input of this evaluation; write the report to another file"
+            )
         check_output_file(out, "out", force=True)
     if ckpt is not None:
         with ProgressReporter(enabled=not as_json) as reporter:
