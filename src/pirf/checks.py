@@ -332,8 +332,8 @@ def check_finetune_run(config: FinetuneConfig) -> FinetuneConfig:
         recorded = resumed.extra.get("finetune", {}).get("base_sha256")
         if recorded is not None and recorded != file_sha256(ckpt / CHECKPOINT_INFO):
             raise PirfError(
-                f"{option('resume', True)}: {ckpt} is not the base checkpoint the run in "
-                f"{out} started from"
+                f"{option('resume', True)}: {ckpt} is not the base checkpoint the run "
+                "started from"
             )
     assert info.normalisation is not None and info.resolution is not None
     Reward(
