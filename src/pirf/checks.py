@@ -235,7 +235,7 @@ def check_dataset(
                 f"{option(name)} {path} holds {len(data)} samples; at least {minimum} needed"
             )
         count = len(data) if scan is None else min(scan, len(data))
-        for start in range(0, count, 256):
+        for start in range(0, count, 256):  # reading checks checksums and finiteness
             data[start : min(start + 256, count)]
     finally:
         data.close()
@@ -269,7 +269,7 @@ def check_training_run(config: TrainConfig) -> None:
     from pirf.models.presets import unet_config
     from pirf.training import rundir
     from pirf.training.config import resolve_config, validate_arguments
-    from pirf.training.loop import _check_resume
+    from pirf.training.loop import _check_resume  # the run's own check, made earlier here
 
     validate_arguments(config)
     out = Path(config.out)
@@ -332,8 +332,7 @@ def check_finetune_run(config: FinetuneConfig) -> FinetuneConfig:
         recorded = resumed.extra.get("finetune", {}).get("base_sha256")
         if recorded is not None and recorded != file_sha256(ckpt / CHECKPOINT_INFO):
             raise PirfError(
-                f"{option('resume', True)}: {ckpt} is not the base checkpoint the run "
-                "started from"
+                f"{option('resume', True)}: {ckpt} is not the base checkpoint the run started from"
             )
     assert info.normalisation is not None and info.resolution is not None
     Reward(
@@ -351,9 +350,9 @@ def check_finetune_run(config: FinetuneConfig) -> FinetuneConfig:
             model = build_denoiser(info.architecture, sigma_data=info.sigma_data)
         top_names(model, effective.top_blocks)
     reference = effective.reference
-    if reference is None:
-        recorded = info.extra.get("data", {}).get("path")
-        reference = recorded if recorded and Path(recorded).is_file() else None
+    if reference is None:  # the run's default: the base model's training set, if present
+        training_set = info.extra.get("data", {}).get("path")
+        reference = training_set if training_set and Path(training_set).is_file() else None
     if reference is not None:
         data = check_dataset(reference, "reference", minimum=4, scan=REFERENCE_LIMIT)
         check_same_problem(data, "reference", pde, info.resolution, f"the model {ckpt}")
