@@ -44,7 +44,7 @@ def test_generate_json_is_one_object_and_matches_the_api(tmp_path, capsys):
     out = tmp_path / "d.h5"
     code, stdout, _ = run(
         capsys, "data", "generate", "toy", "--n", 5, "--resolution", 8, "--seed", 4,
-        "--out", out, "--batch-size", 2, "--param", "scale=3", "--param", "frames=2", "--json",
+        "--out-file", out, "--batch", 2, "--param", "scale=3", "--param", "frames=2", "--json",
     )  # fmt: skip
     assert code == 0
     summary = json.loads(stdout)
@@ -59,7 +59,7 @@ def test_generate_json_is_one_object_and_matches_the_api(tmp_path, capsys):
 def test_generate_prints_a_readable_summary(tmp_path, capsys):
     code, stdout, stderr = run(
         capsys, "data", "generate", "toy", "--n", 3, "--resolution", 8, "--seed", 0,
-        "--out", tmp_path / "d.h5", "--split", "val", "--dtype", "float32",
+        "--out-file", tmp_path / "d.h5", "--split", "val", "--dtype", "float32",
     )  # fmt: skip
     assert code == 0
     for text in ("d.h5", "samples/s", "shift", "scale", "float32", "val"):
@@ -71,7 +71,7 @@ def test_splits_make_disjoint_files(tmp_path, capsys):
     out_dir = tmp_path / "set"
     code, stdout, _ = run(
         capsys, "data", "splits", "toy", "--train", 4, "--test", 2, "--val", 2,
-        "--preset", "wide", "--seed", 9, "--out-dir", out_dir, "--json",
+        "--preset", "wide", "--seed", 9, "--out", out_dir, "--json",
     )  # fmt: skip
     assert code == 0
     report = json.loads(stdout)
@@ -88,7 +88,7 @@ def test_splits_make_disjoint_files(tmp_path, capsys):
 def test_check_json_and_table(tmp_path, capsys):
     path = tmp_path / "d.h5"
     pirf.data.generate("toy", 6, 8, 1, path)
-    code, stdout, _ = run(capsys, "data", "check", path, "--json", "--batch-size", 4)
+    code, stdout, _ = run(capsys, "data", "check", path, "--json", "--batch", 4)
     assert code == 0 and stdout.count("\n") == 1
     report = json.loads(stdout)
     for key in ("pde", "n", "resolution", "channels", "shape", "channel_stats", "residual"):
@@ -193,7 +193,7 @@ GENERATE_CASES = {
     "unknown param": (["toy", "--param", "nu=0.1"], "unknown parameter(s) nu"),
     "negative seed": (["toy", "--seed", "-2"], "seed must be"),
     "solver nan": (["toy", "--param", "blowup=true"], "produced NaN or inf"),
-    "missing dir": (["toy", "--out", "{tmp}/no/d.h5"], "does not exist; create it first"),
+    "missing dir": (["toy", "--out-file", "{tmp}/no/d.h5"], "does not exist; create it first"),
     "no cuda": (["toy", "--device", "cuda"], "no CUDA GPU is available"),
 }
 
@@ -203,7 +203,12 @@ def test_generate_refuses_bad_requests_with_one_line(tmp_path, capsys, case):
     if case == "no cuda" and torch.cuda.is_available():
         pytest.skip("a CUDA GPU is present")
     args, message = GENERATE_CASES[case]
-    defaults = {"--n": "3", "--resolution": "8", "--seed": "0", "--out": str(tmp_path / "d.h5")}
+    defaults = {
+        "--n": "3",
+        "--resolution": "8",
+        "--seed": "0",
+        "--out-file": str(tmp_path / "d.h5"),
+    }
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     for option, value in defaults.items():
         if option not in args:
@@ -216,7 +221,7 @@ def test_generate_refuses_bad_requests_with_one_line(tmp_path, capsys, case):
 def test_existing_files_need_force(tmp_path, capsys):
     path = _toy_file(tmp_path)
     before = path.read_bytes()
-    base = ["data", "generate", "toy", "--n", 2, "--resolution", 8, "--seed", 1, "--out", path]
+    base = ["data", "generate", "toy", "--n", 2, "--resolution", 8, "--seed", 1, "--out-file", path]
     code, stdout, stderr = run(capsys, *base)
     assert_one_line_error(code, stdout, stderr, "already exists; pass --force")
     assert path.read_bytes() == before
@@ -227,7 +232,7 @@ def test_existing_files_need_force(tmp_path, capsys):
     (tmp_path / "set" / "d.h5").rename(tmp_path / "set" / "test.h5")
     code, stdout, stderr = run(
         capsys, "data", "splits", "toy", "--train", 2, "--test", 2, "--resolution", 8,
-        "--seed", 0, "--out-dir", tmp_path / "set",
+        "--seed", 0, "--out", tmp_path / "set",
     )  # fmt: skip
     assert_one_line_error(code, stdout, stderr, "test.h5 already exists")
     assert listing(tmp_path / "set") == ["test.h5"]
@@ -236,7 +241,7 @@ def test_existing_files_need_force(tmp_path, capsys):
 def test_splits_without_a_resolution_take_the_tiny_preset(tmp_path, capsys):
     code, stdout, _ = run(
         capsys, "data", "splits", "toy", "--train", 2, "--test", 2, "--seed", 0,
-        "--out-dir", tmp_path / "set", "--json",
+        "--out", tmp_path / "set", "--json",
     )  # fmt: skip
     assert code == 0
     files = json.loads(stdout)["files"]
@@ -247,7 +252,7 @@ def test_splits_without_a_resolution_take_the_tiny_preset(tmp_path, capsys):
 def test_splits_of_a_pde_without_presets_need_a_resolution(tmp_path, capsys):
     code, stdout, stderr = run(
         capsys, "data", "splits", "tests.data.test_generate:NoPresets", "--train", 2,
-        "--test", 2, "--seed", 0, "--out-dir", tmp_path / "set",
+        "--test", 2, "--seed", 0, "--out", tmp_path / "set",
     )  # fmt: skip
     assert_one_line_error(code, stdout, stderr, "give a --resolution or a --preset")
     assert listing(tmp_path) == []
@@ -265,10 +270,13 @@ def test_terminated_generation_leaves_nothing_behind(tmp_path):
     """SIGTERM while solving: the temporary file is removed and no dataset appears."""
     process = _pirf_process(
         "data", "generate", "tests.data.toy_pdes:Toy", "--n", 200, "--resolution", 8,
-        "--seed", 0, "--out", tmp_path / "d.h5", "--batch-size", 1, "--param", "delay=0.05",
+        "--seed", 0, "--out-file", tmp_path / "d.h5", "--batch", 1, "--param", "delay=0.05",
     )  # fmt: skip
     deadline = time.monotonic() + 30
-    while not list(tmp_path.iterdir()) and time.monotonic() < deadline:
+    # (the writability check's probe folder may come and go before the file appears)
+    while not any(".h5.tmp-" in p.name for p in tmp_path.iterdir()):
+        if time.monotonic() > deadline:
+            break
         time.sleep(0.05)
     temporary = list(tmp_path.iterdir())
     assert len(temporary) == 1 and ".h5.tmp-" in temporary[0].name

@@ -14,7 +14,7 @@ def test_verify_json_shows_floors_far_below_perturbed_residuals(tmp_path, capsys
             "poisson,darcy,burgers",
             "--n",
             "6",
-            "--out-dir",
+            "--out",
             str(tmp_path),
             "--json",
         ]
@@ -33,9 +33,9 @@ def test_verify_json_shows_floors_far_below_perturbed_residuals(tmp_path, capsys
 
 
 def test_verify_rejects_unknown_pdes_and_prints_a_table(tmp_path, capsys):
-    assert main(["data", "verify", "--pdes", "navier", "--out-dir", str(tmp_path)]) == 2
+    assert main(["data", "verify", "--pdes", "navier", "--out", str(tmp_path)]) == 2
     assert "unknown PDE 'navier'" in capsys.readouterr().err
     assert (
-        main(["data", "verify", "--pdes", "helmholtz", "--n", "3", "--out-dir", str(tmp_path)]) == 0
+        main(["data", "verify", "--pdes", "helmholtz", "--n", "3", "--out", str(tmp_path)]) == 0
     )
     assert "Ground-truth verification" in capsys.readouterr().out

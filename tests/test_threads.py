@@ -48,7 +48,7 @@ def test_explicit_count_wins_and_is_checked():
 
 def test_cli_threads_option_is_checked_before_work(tmp_path, capsys):
     code = main(["data", "generate", "poisson", "--n", "2", "--seed", "0", "--threads", "0",
-                 "--out", str(tmp_path / "x.h5")])  # fmt: skip
+                 "--out-file", str(tmp_path / "x.h5")])  # fmt: skip
     captured = capsys.readouterr()
     assert code == 2 and "--threads must be a positive integer" in captured.err
     assert list(tmp_path.iterdir()) == []

@@ -17,6 +17,13 @@ def resolve_device(device: torch.device | str) -> torch.device:
         raise PirfError(f"unknown device '{device}'; use cpu, cuda, cuda:N or auto") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise PirfError("device cuda was asked for but no CUDA GPU is available; use cpu")
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise PirfError(
+                f"device {device} does not exist: this machine has {count} CUDA GPU(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
     if device.type not in {"cpu", "cuda"}:
         raise PirfError(f"unsupported device '{device}'; use cpu, cuda, cuda:N or auto")
     return device

@@ -46,4 +46,16 @@ def command_line_words() -> Iterator[None]:
         _COMMAND_LINE.reset(token)
 
 
-__all__ = ["PirfError", "command_line_words", "option"]
+@contextmanager
+def python_words() -> Iterator[None]:
+    """Within this block :func:`option` renders Python names, also under the command line:
+    for messages about values that reached an API through another option (a bench's
+    ``--method-option pirf.lr=-1`` is the fine-tuning's ``lr``, not ``--lr``)."""
+    token = _COMMAND_LINE.set(False)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+__all__ = ["PirfError", "command_line_words", "option", "python_words"]

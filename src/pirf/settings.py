@@ -143,9 +143,59 @@ def given(config: Any) -> dict[str, Any]:
     return {name: value for name, value in flat(config).items() if value is not None}
 
 
+def type_name(annotation: Any) -> str:
+    """How a message names what a setting takes (``an integer``, ``a list of integers``)."""
+    kind = _value_type(annotation)
+    if typing.get_origin(kind) is tuple:
+        return "a list of integers"
+    if typing.get_origin(kind) is dict:
+        return "a table of settings"
+    return {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+        Path: "a path",
+    }.get(kind, str(kind))
+
+
+def _value_type(annotation: Any) -> Any:
+    args = [t for t in typing.get_args(annotation) if t is not type(None)]
+    return args[0] if args else annotation
+
+
+def checked_value(leaf: Leaf, value: Any) -> Any:
+    """``value`` in the type of ``leaf`` (lists as tuples, strings as paths, integers as
+    floats where a number goes); a value of another type is a one-line PirfError."""
+    if value is None:
+        return None
+    kind = _value_type(leaf.annotation)
+    origin = typing.get_origin(kind)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is float and number:
+        return float(value)
+    if kind is str and isinstance(value, str):
+        return value
+    if kind is Path and isinstance(value, str | Path):
+        return Path(value)
+    integers = isinstance(value, list | tuple) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    )
+    if origin is tuple and integers:
+        return tuple(value)
+    if origin is dict and isinstance(value, Mapping):
+        return dict(value)
+    raise PirfError(f"{option(leaf.name)} expects {type_name(leaf.annotation)}, got {value!r}")
+
+
 def with_values(config: Any, values: Mapping[str, Any]) -> Any:
-    """``config`` with the settings ``values`` (flat names) replaced; an unknown name is a
-    :class:`PirfError` that lists the known ones."""
+    """``config`` with the settings ``values`` (flat names) replaced, each checked against
+    its type (:func:`checked_value`); an unknown name is a :class:`PirfError` that lists
+    the known ones."""
     by_name = {leaf.name: leaf for leaf in leaves(type(config))}
     unknown = sorted(set(values) - set(by_name))
     if unknown:
@@ -154,7 +204,8 @@ def with_values(config: Any, values: Mapping[str, Any]) -> Any:
             f"known: {', '.join(by_name)}"
         )
     for name, value in values.items():
-        config = _set(config, by_name[name].path, value)
+        leaf = by_name[name]
+        config = _set(config, leaf.path, checked_value(leaf, value))
     return config
 
 
@@ -377,6 +428,7 @@ __all__ = [
     "Leaf",
     "Meta",
     "build",
+    "checked_value",
     "describe_default",
     "fill",
     "flat",
@@ -395,5 +447,6 @@ __all__ = [
     "stored_values",
     "to_nested",
     "to_toml",
+    "type_name",
     "with_values",
 ]

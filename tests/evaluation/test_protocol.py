@@ -33,7 +33,7 @@ def test_ground_truth_scores_at_its_floor_and_a_random_model_does_not(files):
                 "12",
                 "--steps",
                 "3",
-                "--out",
+                "--out-file",
                 str(root / "model.h5"),
             ]
         )
@@ -73,7 +73,7 @@ def test_cli_json_and_errors(files, capsys, tmp_path):
             "--reference",
             str(root / "test.h5"),
             "--json",
-            "--out",
+            "--out-file",
             str(tmp_path / "r.json"),
         ]
     )

@@ -84,7 +84,7 @@ def test_what_is_not_a_checkpoint_is_refused_in_one_line(tmp_path):
     with pytest.raises(PirfError, match=r"no checkpoint\.json and no best/ or checkpoint/") as info:
         load_model(tmp_path / "empty")
     assert "\n" not in str(info.value)
-    with pytest.raises(PirfError, match="does not exist"):
+    with pytest.raises(PirfError, match="no such checkpoint directory"):
         resolve_checkpoint(tmp_path / "nowhere")
     (tmp_path / "file").write_text("")
     with pytest.raises(PirfError, match="is a directory"):

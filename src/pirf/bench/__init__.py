@@ -5,21 +5,14 @@ See :mod:`pirf.bench.harness` for the stage graph and the output layout,
 :mod:`pirf.bench.report` for the report.
 """
 
-from pirf.bench.config import BenchConfig
-from pirf.bench.harness import BENCHMARKS, bench, plan, resolve_methods, resolve_pdes, run_bench
-from pirf.bench.methods import METHODS
-from pirf.bench.presets import PRESETS, BenchPreset, resolve_preset
+from pirf._lazy import lazy_exports
 
-__all__ = [
-    "BENCHMARKS",
-    "METHODS",
-    "PRESETS",
-    "BenchConfig",
-    "BenchPreset",
-    "bench",
-    "plan",
-    "resolve_methods",
-    "resolve_pdes",
-    "resolve_preset",
-    "run_bench",
-]
+__all__ = lazy_exports(
+    __name__,
+    {
+        "config": ["BenchConfig"],
+        "harness": ["BENCHMARKS", "bench", "plan", "resolve_methods", "resolve_pdes", "run_bench"],
+        "methods": ["METHODS"],
+        "presets": ["PRESETS", "BenchPreset", "resolve_preset"],
+    },
+)

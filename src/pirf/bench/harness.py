@@ -36,6 +36,7 @@ from pirf.bench.config import BenchConfig
 from pirf.bench.methods import METHODS, Context, Stage, write_json
 from pirf.bench.presets import BenchPreset, resolve_preset
 from pirf.bench.report import write_report
+from pirf.checks import check_count, check_device, check_output_dir
 from pirf.errors import PirfError, option
 from pirf.evaluation import evaluate_fields, ground_truth_floor, prepare_reference
 from pirf.evaluation.protocol import headline
@@ -276,12 +277,17 @@ def run_bench(
 ) -> dict[str, Any]:
     """Run (or resume) the comparison; returns the report (also ``OUT/report.json``).
 
+    Every argument (the method options included) is checked before ``out`` is made or any
+    stage runs.
+
     ``options`` maps a method to settings of its configuration or sweep (e.g.
     ``{"pidm": {"residual_weight": 1e-3}}``); a stage already done is not rerun when they
     change, so give changed settings a new ``out``. ``report_only`` runs no stage and
     writes the report from the results already on disk.
     """
     options = options or {}
+    _names(",".join(methods), list(METHODS), "method")
+    _names(",".join(pdes), list(BENCHMARKS), "PDE")
     for method in options:
         if method not in methods or method == "base":
             raise PirfError(
@@ -290,11 +296,19 @@ def run_bench(
             )
     out = Path(out)
     say = say or (lambda text: None)
-    if out.exists() and not out.is_dir():
-        raise PirfError(f"{option('out')} {out} is a file; give a directory")
+    steps = list(steps)
+    if not steps:
+        raise PirfError(f"{option('steps')} needs at least one step count")
+    for count in steps:
+        check_count("steps", count)
+    contexts = [_context(out, pde, preset, device, progress, steps, options) for pde in pdes]
+    for method, settings in options.items():
+        for ctx in contexts:
+            METHODS[method].check_options(settings, ctx)
+    check_device(device)
     if report_only and not out.is_dir():
         raise PirfError(f"{option('report_only', True)}: {out} holds no bench to report on")
-    contexts = [_context(out, pde, preset, device, progress, steps, options) for pde in pdes]
+    check_output_dir(out, "out")
     graph = {ctx.pde_name: plan(ctx, methods, steps) for ctx in contexts}
     out.mkdir(parents=True, exist_ok=True)
     if config is not None and not report_only:
@@ -337,6 +351,7 @@ def bench(config: BenchConfig, *, say: Say | None = None, command: str = "") -> 
     file; returns the report."""
     from pirf.bench.config import resolve
     from pirf.bench.report import results_json
+    from pirf.checks import check_output_file
     from pirf.devices import resolve_device
     from pirf.settings import flat
 
@@ -344,10 +359,8 @@ def bench(config: BenchConfig, *, say: Say | None = None, command: str = "") -> 
     if config.out is None:
         raise PirfError(f"a bench needs {option('out')} (its output directory)")
     results = config.results_json
-    if results is not None and not Path(results).parent.is_dir():
-        raise PirfError(
-            f"{option('results_json')} {results}: its folder does not exist; create it first"
-        )
+    if results is not None:  # written after the whole bench: it must be writable now
+        check_output_file(results, "results_json", force=True)
     sizes = {name: value for name, value in flat(config.sizes).items()}
     preset = resolve_preset(config.preset, **sizes)
     methods = resolve_methods(config.methods)

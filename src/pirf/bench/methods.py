@@ -26,10 +26,11 @@ import abc
 import json
 import math
 import time
+import types
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 import torch
 
@@ -37,7 +38,7 @@ from pirf.baselines import guidance, pgdiffusion
 from pirf.baselines.pgdiffusion import PGDiffusionConfig, pgdiffusion_train
 from pirf.baselines.pidm import PIDMConfig, pidm_finetune
 from pirf.data.atomic import fsync_path
-from pirf.errors import PirfError, option
+from pirf.errors import PirfError, option, python_words
 from pirf.evaluation import evaluate_fields
 from pirf.evaluation.band import DEFAULT_BAND, Fidelity, FidelityBand
 from pirf.evaluation.protocol import headline
@@ -45,7 +46,7 @@ from pirf.finetune import FinetuneConfig, finetune
 from pirf.finetune.config import resolve
 from pirf.models import LoadedModel, load_model, resolve_checkpoint
 from pirf.sampling import SamplingResult, generate
-from pirf.settings import with_values
+from pirf.settings import checked_value, flat, leaves, type_name, with_values
 from pirf.training import rundir
 
 VALIDATION_SEED = 2
@@ -142,6 +143,71 @@ class Method(abc.ABC):
     def cost(self, ctx: Context) -> dict[str, Any]:
         """Preparation cost (seconds of training and selection) read from its outputs."""
         return {}
+
+    config: ClassVar[type | None] = None
+    """The method's configuration dataclass, whose fields ``--method-option`` may set."""
+    set_by_bench: ClassVar[tuple[str, ...]] = ()
+    """Fields of ``config`` that the bench sets itself (paths, device, progress)."""
+    sweep_keys: ClassVar[tuple[str, ...]] = ()
+    """Settings of the method's sweep that ``--method-option`` may fix or make an axis."""
+
+    def option_keys(self) -> set[str]:
+        """The settings ``--method-option`` may give this method."""
+        fields_ = {f.name for f in fields(self.config)} if self.config is not None else set()
+        return (fields_ - set(self.set_by_bench)) | set(self.sweep_keys)
+
+    def check_options(self, options: dict[str, Any], ctx: Context) -> None:
+        """Refuse settings this method does not have, or values of the wrong type, before
+        any stage runs (a stage hours into the bench must not be the first to read them)."""
+        flag = option("method_options", flag="--method-option")
+        unknown = sorted(set(options) - self.option_keys())
+        if unknown:
+            known = ", ".join(sorted(self.option_keys())) or "none"
+            raise PirfError(
+                f"{flag} {self.name} has no setting {', '.join(unknown)}; its settings: {known}"
+            )
+        if self.config is None:
+            return
+        hints = get_type_hints(self.config)
+        for key, value in options.items():
+            if key in hints and key not in self.sweep_keys and not _accepts(hints[key], value):
+                raise PirfError(
+                    f"{flag} {self.name}.{key} expects {_type_name(hints[key])}, got {value!r}"
+                )
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    """Whether a JSON value fits a configuration field's type (numbers, strings, lists)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_accepts(arg, value) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint in (str, Path):
+        return isinstance(value, str)
+    if origin in (tuple, list):
+        item = args[0] if args else Any
+        return isinstance(value, (list, tuple)) and all(_accepts(item, v) for v in value)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if get_origin(hint) in (Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in get_args(hint) if arg is not type(None))
+    if get_origin(hint) in (tuple, list):
+        return f"a list of {_type_name(get_args(hint)[0]).removeprefix('an ').removeprefix('a ')}s"
+    return names.get(hint, str(hint))
+
+
+BASELINE_FIELDS = ("ckpt", "data", "out", "device", "progress")
+"""What the bench sets in a trained baseline's configuration."""
 
 
 def configure(kind: type, method: str, **values: Any) -> Any:
@@ -305,6 +371,14 @@ class Guided(Method):
         setting = json.loads(path.read_text())["best"] if path.is_file() else None
         return {"selection_seconds": _seconds(path), "setting": setting}
 
+    def check_options(self, options: dict[str, Any], ctx: Context) -> None:
+        try:
+            guidance.sweep_grid(self.grid, options)
+        except PirfError as error:
+            raise PirfError(
+                f"{option('method_options', flag='--method-option')} {self.name}: {error}"
+            ) from None
+
 
 class PIDM(Method):
     name, label = "pidm", "PIDM"
@@ -341,6 +415,8 @@ class PIDM(Method):
 
     def cost(self, ctx: Context) -> dict[str, Any]:
         return {"training_seconds": _seconds(self._run(ctx) / "summary.json")}
+
+    config, set_by_bench = PIDMConfig, BASELINE_FIELDS
 
 
 class PGDiffusion(Method):
@@ -429,6 +505,8 @@ class PGDiffusion(Method):
             "setting": json.loads(setting.read_text())["best"] if setting.is_file() else None,
         }
 
+    config, set_by_bench, sweep_keys = PGDiffusionConfig, BASELINE_FIELDS, tuple(PG_GRID[0])
+
 
 class PIRF(Method):
     """PIRF fine-tuning with the recipe (K = 2 differentiable steps, top layers)."""
@@ -439,7 +517,21 @@ class PIRF(Method):
     iteration_divisor: ClassVar[int] = 1
     """The variant runs ``tune_iters // iteration_divisor`` iterations."""
 
-    def stages(self, ctx: Context) -> list[Stage]:
+    config = FinetuneConfig
+    set_by_bench: ClassVar[tuple[str, ...]] = (
+        "ckpt",
+        "out",
+        "reference",
+        "eval_steps",
+        "eval_seed",
+        "device",
+        "progress",
+        "resume",
+        "extra",
+    )
+    """What the bench sets in the fine-tuning configuration itself."""
+
+    def _config(self, ctx: Context) -> FinetuneConfig:
         out = self._run(ctx)
         iters = max(1, ctx.preset.tune_iters // self.iteration_divisor)
         given = {
@@ -461,10 +553,40 @@ class PIRF(Method):
             **ctx.option(self.name),
         }
         try:
-            config = FinetuneConfig.of(**given)
+            return FinetuneConfig.of(**given)
         except PirfError as error:
             flag = option("method_options", flag="--method-option")
             raise PirfError(f"{flag} {self.name}: {error}") from None
+
+    def option_keys(self) -> set[str]:
+        """Every fine-tuning setting but those the bench sets itself."""
+        return set(flat(FinetuneConfig())) - set(self.set_by_bench)
+
+    def check_options(self, options: dict[str, Any], ctx: Context) -> None:
+        super().check_options(options, ctx)
+        flag = option("method_options", flag="--method-option")
+        leaves_by_name = {leaf.name: leaf for leaf in leaves(FinetuneConfig)}
+        for key, value in options.items():
+            try:
+                checked_value(leaves_by_name[key], value)
+            except PirfError:
+                expected = type_name(leaves_by_name[key].annotation)
+                raise PirfError(
+                    f"{flag} {self.name}.{key} expects {expected}, got {value!r}"
+                ) from None
+        # The values are resolved and checked as the run will resolve them (the base
+        # checkpoint and the validation data need not exist yet).
+        try:
+            with python_words():
+                resolve(self._config(ctx), pde=ctx.pde_name)
+        except PirfError as error:
+            raise PirfError(
+                f"{option('method_options', flag='--method-option')} {self.name}: {error}"
+            ) from None
+
+    def stages(self, ctx: Context) -> list[Stage]:
+        out = self._run(ctx)
+        config = self._config(ctx)
         # The recipe of the PDE, as every fine-tuning run resolves it (labels need it now).
         resolved = resolve(config, pde=ctx.pde_name)
 

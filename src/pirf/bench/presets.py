@@ -91,6 +91,11 @@ def resolve_preset(name: str, **overrides: int | None) -> BenchPreset:
             f"{option('test')} and {option('val')} must be at least 4 "
             "(fidelity compares halves)"
         )
+    if preset.eval_n < 4 or preset.select_n < 2:
+        raise PirfError(
+            f"{option('eval_n')} must be at least 4 and {option('select_n')} at least 2 "
+            "(fidelity compares halves of the samples)"
+        )
     return preset
 
 

@@ -17,13 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from safetensors.torch import load_file
 
 from pirf.bench.methods import METHODS, PIRF_VARIANTS, Context, write_json
 from pirf.evaluation.band import DEFAULT_BAND, FidelityBand
-from pirf.evaluation.figures import save_comparison
+from pirf.evaluation.figures import agg_figure, save_comparison
 
 BAR_STEPS = 20
 FIDELITY_BAND = DEFAULT_BAND
@@ -217,8 +215,7 @@ def _figures(ctx: Context, rows: list[dict[str, Any]], folder: Path) -> list[str
             title=f"{ctx.pde_name}: sample 0 of each method at {first_steps} steps (same noise)",
         )
         written.append(str(path))
-    figure = Figure(figsize=(10, 3.8), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = agg_figure((10, 3.8))
     nfe_axis, fidelity_axis = figure.subplots(1, 2)
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["steps"])

@@ -2,61 +2,184 @@
 
 Every command has ``--help``, prints a short readable summary (``--json`` for scripts), and
 turns a :class:`~pirf.errors.PirfError` into one line on stderr and exit code 2.
+
+Importing this package is cheap: each command's module is imported only when that command
+runs or shows its own help (the list of commands is read from the modules' source), and the
+command modules import torch, h5py and matplotlib inside their bodies. ``pirf --help``
+therefore answers without loading the numerical stack.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib
+import importlib.util
 import sys
+from typing import Any
 
 import typer
+import typer.core
 from rich.markup import escape
 
-from pirf.cli import bench as bench_commands
-from pirf.cli import data as data_commands
-from pirf.cli import demo as demo_commands
-from pirf.cli import evaluate as evaluate_commands
-from pirf.cli import finetune as finetune_commands
-from pirf.cli import pdes as pdes_commands
-from pirf.cli import sample as sample_commands
-from pirf.cli import train as train_commands
 from pirf.cli._common import console_err
 from pirf.errors import PirfError, command_line_words
 
-app = typer.Typer(
-    name="pirf",
-    help="Physics-informed reward fine-tuning of diffusion models for PDE data.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-app.add_typer(data_commands.app, name="data")
-app.command("pdes")(pdes_commands.list_pdes)
-app.command("demo")(demo_commands.demo)
-app.command("train")(train_commands.train)
-app.command("finetune")(finetune_commands.finetune)
-app.command("sample")(sample_commands.sample)
-app.command("evaluate")(evaluate_commands.evaluate)
-app.command("bench")(bench_commands.bench)
+try:  # typer < 0.20 runs on click; later versions vendor it, with this base class
+    from click import ClickException
+except ImportError:
+    from typer.exceptions import TyperException as ClickException
+
+COMMANDS: dict[str, str] = {
+    "pdes": "pirf.cli.pdes:list_pdes",
+    "demo": "pirf.cli.demo:demo",
+    "train": "pirf.cli.train:train",
+    "finetune": "pirf.cli.finetune:finetune",
+    "sample": "pirf.cli.sample:sample",
+    "evaluate": "pirf.cli.evaluate:evaluate",
+    "bench": "pirf.cli.bench:bench",
+}
+"""Command name -> ``module:function``, in the order ``pirf --help`` lists them."""
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the pirf version and exit."),
-) -> None:
-    """Physics-informed reward fine-tuning of diffusion models for PDE data."""
-    if version:
+def _import(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _docstring(target: str) -> str | None:
+    """The docstring of ``module:function``, read from the module's source without
+    importing it (importing it may load torch); None if the source cannot be read."""
+    module, _, name = target.partition(":")
+    try:
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            return None
+        with open(spec.origin, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+    except (ImportError, OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return ast.get_docstring(node)
+        # A command generated from a configuration: ``name = command(..., doc="...")``.
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+            and isinstance(node.value, ast.Call)
+        ):
+            for keyword in node.value.keywords:
+                if keyword.arg == "doc" and isinstance(keyword.value, ast.Constant):
+                    return str(keyword.value.value)
+    return None
+
+
+class LazyGroup(typer.core.TyperGroup):
+    """The root group: the commands of :data:`COMMANDS` are imported and built the first
+    time one runs or shows its help. Listing them (``pirf --help``) takes each one's help
+    from its module's source."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in COMMANDS if n not in self.commands)]
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        help_text = _docstring(COMMANDS[cmd_name])
+        if help_text is None:
+            return self._load(cmd_name)
+        # A stand-in for the listing; running the command goes through resolve_command.
+        return typer.core.TyperCommand(cmd_name, help=help_text)
+
+    def resolve_command(
+        self, ctx: typer.Context, args: list[str]
+    ) -> tuple[str | None, typer.core.TyperCommand | None, list[str]]:
+        if args and args[0] in COMMANDS and args[0] not in self.commands:
+            self._load(args[0])
+        return super().resolve_command(ctx, args)
+
+    def _load(self, name: str) -> Any:
+        function = _import(COMMANDS[name])
+        command = typer.main.get_command_from_info(
+            typer.models.CommandInfo(name=name, callback=function),
+            pretty_exceptions_short=app.pretty_exceptions_short,
+            rich_markup_mode=app.rich_markup_mode,
+        )
+        self.add_command(command, name)
+        return command
+
+
+def _hide_flag_types() -> None:
+    """Show no type for flags in help (typer 0.29 prints ``<bool>`` beside ``--json``).
+
+    Wraps ``TyperOption.display_type_rich`` so that it returns None for flags; if typer
+    stops having that method, help keeps its default look.
+    """
+    option_class = typer.core.TyperOption
+    original = getattr(option_class, "display_type_rich", None)
+    if original is None or getattr(original, "_pirf_hides_flags", False):
+        return
+
+    @functools.wraps(original)
+    def display_type_rich(self: typer.core.TyperOption, ctx: typer.Context) -> str | None:
+        if getattr(self, "is_flag", False) and not getattr(self, "count", False):
+            return None
+        return original(self, ctx)
+
+    display_type_rich._pirf_hides_flags = True  # type: ignore[attr-defined]
+    option_class.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
+
+
+def _print_version(value: bool) -> None:
+    """``--version``: print the version and stop, before any command is looked for."""
+    if value:
         from pirf import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
 
 
+app = typer.Typer(
+    name="pirf",
+    help="Physics-informed reward fine-tuning of diffusion models for PDE data.",
+    cls=LazyGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _add_data_commands() -> None:
+    from pirf.cli import data
+
+    app.add_typer(data.app, name="data")
+
+
+_add_data_commands()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the pirf version and exit.",
+        is_eager=True,
+        callback=_print_version,
+    ),
+) -> None:
+    """Physics-informed reward fine-tuning of diffusion models for PDE data."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, mapping user errors to exit code 2."""
     try:
         with command_line_words():
-            app(args=argv, standalone_mode=False)
+            app(args=argv, prog_name="pirf", standalone_mode=False)
     except PirfError as error:
         console_err.print(
             f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
@@ -70,16 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         console_err.print("[bold red]aborted[/]")
         return 1
-    except Exception as error:  # click usage errors and the like
-        try:
-            from click import ClickException
-        except ImportError:  # typer >= 0.20 vendors click; its exceptions derive from this
-            from typer.exceptions import TyperException as ClickException
-
-        if isinstance(error, ClickException):
-            error.show()
-            return error.exit_code
-        raise
+    except ClickException as error:  # usage errors: one line too, with where to look
+        message = " ".join(error.format_message().split())
+        context = getattr(error, "ctx", None)
+        if context is not None:
+            message = f"{message.rstrip('.')}; see '{context.command_path} --help'"
+        console_err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        return error.exit_code
     return 0
 
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-import pirf.data
 from pirf.cli._common import ProgressReporter, ThreadsOpt, console, emit_json, use_threads
 from pirf.cli.verify import verify as verify_command
-from pirf.data.generate import DEFAULT_BATCH_SIZE, GenerationSummary
+from pirf.data.defaults import DEFAULT_BATCH_SIZE
 from pirf.errors import PirfError
+
+if TYPE_CHECKING:
+    from pirf.data.generate import GenerationSummary
 
 app = typer.Typer(help="Generate and check PDE datasets (HDF5).", no_args_is_help=True)
 app.command("verify")(verify_command)
@@ -123,9 +125,11 @@ ParamOpt = Annotated[
     list[str] | None,
     typer.Option("--param", help="Parameter override key=value (value parsed as JSON); repeat."),
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when available).")
+]
 DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Solver precision (storage: float32).")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Random units solved together.")]
+BatchOpt = Annotated[int, typer.Option("--batch", help="Random units solved together.")]
 CompressionOpt = Annotated[
     Compression, typer.Option("--compression", help="HDF5 compression of the fields.")
 ]
@@ -137,12 +141,12 @@ def generate(
     pde: PdeArg,
     n: Annotated[int, typer.Option("--n", help="Number of samples.")],
     seed: Annotated[int, typer.Option("--seed", help="Seed (non-negative).")],
-    out: Annotated[Path, typer.Option("--out", help="Output file (.h5).")],
+    out: Annotated[Path, typer.Option("--out-file", help="Output file (.h5).")],
     resolution: ResolutionOpt = None,
     split: Annotated[Split, typer.Option("--split", help="Seed stream (split).")] = Split.train,
     preset: PresetOpt = None,
     param: ParamOpt = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     dtype: DtypeOpt = Dtype.float64,
     batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
     compression: CompressionOpt = Compression.none,
@@ -151,6 +155,8 @@ def generate(
     as_json: JsonOpt = False,
 ) -> None:
     """Generate N samples of a PDE with its solver into one HDF5 file."""
+    import pirf.data
+
     use_threads(threads)
     with ProgressReporter(enabled=not as_json) as reporter:
         summary = pirf.data.generate(
@@ -181,12 +187,14 @@ def splits(
     train: Annotated[int, typer.Option("--train", help="Training samples.")],
     test: Annotated[int, typer.Option("--test", help="Test samples.")],
     seed: Annotated[int, typer.Option("--seed", help="Seed (non-negative) of all splits.")],
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Directory for train.h5, test.h5...")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Directory for train.h5, test.h5 (and val.h5).")
+    ],
     val: Annotated[int | None, typer.Option("--val", help="Validation samples.")] = None,
     resolution: ResolutionOpt = None,
     preset: PresetOpt = None,
     param: ParamOpt = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     dtype: DtypeOpt = Dtype.float64,
     batch_size: BatchOpt = DEFAULT_BATCH_SIZE,
     compression: CompressionOpt = Compression.none,
@@ -195,6 +203,8 @@ def splits(
     as_json: JsonOpt = False,
 ) -> None:
     """Generate train/test (and val) files from one seed, on disjoint seed streams."""
+    import pirf.data
+
     use_threads(threads)
     sizes = {"train": train, "test": test, **({"val": val} if val is not None else {})}
     with ProgressReporter(enabled=not as_json) as reporter:
@@ -271,14 +281,14 @@ def print_check(report: dict[str, Any]) -> None:
 @app.command()
 def check(
     file: Annotated[Path, typer.Argument(help="A pirf HDF5 file (dataset or samples).")],
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Samples per residual batch.")
-    ] = 64,
-    device: DeviceOpt = "cpu",
+    batch_size: Annotated[int, typer.Option("--batch", help="Samples per residual batch.")] = 64,
+    device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a file (readable, finite) and report its statistics and PDE residual."""
+    import pirf.data
+
     use_threads(threads)
     report = pirf.data.check(file, batch_size=batch_size, device=device)
     if as_json:

@@ -24,8 +24,8 @@ from rich.table import Table
 
 import pirf.data
 from pirf.assets import shipped_checkpoint
+from pirf.checks import check_device, check_output_dir
 from pirf.cli._common import ThreadsOpt, console, console_err, emit_json, use_threads
-from pirf.devices import resolve_device
 from pirf.errors import PirfError
 from pirf.evaluation.figures import save_comparison
 from pirf.evaluation.protocol import evaluate_checkpoint
@@ -123,7 +123,10 @@ def demo(
     use_threads(threads)
     if iters <= 0 or n_eval < 4:
         raise PirfError("--iters must be positive and --eval-n at least 4")
-    device = str(resolve_device(device))
+    device = str(check_device(device))
+    check_output_dir(out_dir, "out")
+    if not from_scratch:
+        shipped_checkpoint(BASE)
     began = time.perf_counter()
     seconds: dict[str, float] = {}
     try:

@@ -10,10 +10,15 @@ import typer
 from rich import box
 from rich.table import Table
 
-from pirf.cli._common import ProgressReporter, ThreadsOpt, console, emit_json, use_threads
-from pirf.data.atomic import atomic_output
+from pirf.cli._common import (
+    ProgressReporter,
+    ThreadsOpt,
+    console,
+    console_err,
+    emit_json,
+    use_threads,
+)
 from pirf.errors import PirfError
-from pirf.evaluation.protocol import evaluate_checkpoint, evaluate_files
 from pirf.evaluation.report import COLUMNS, PHYSICS_COLUMNS, markdown_table, table_rows
 
 
@@ -79,12 +84,19 @@ def evaluate(
         list[Path] | None, typer.Option("--samples", help="Samples file(s) to evaluate.")
     ] = None,
     ckpt: Annotated[
-        Path | None, typer.Option("--ckpt", help="Or: sample this checkpoint and evaluate.")
+        Path | None,
+        typer.Option(
+            "--ckpt",
+            help="Or: sample this checkpoint (or run directory: its best/, else its "
+            "checkpoint/) and evaluate.",
+        ),
     ] = None,
     steps: Annotated[str, typer.Option("--steps", help="With --ckpt: step counts.")] = "20,40,80",
     n: Annotated[int, typer.Option("--n", help="With --ckpt: samples per step count.")] = 256,
     seed: Annotated[int, typer.Option("--seed", help="Noise and split seed.")] = 0,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
+    device: Annotated[
+        str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when available).")
+    ] = "auto",
     no_consistency: Annotated[
         bool, typer.Option("--no-consistency", help="Skip the solver re-solve.")
     ] = False,
@@ -92,15 +104,25 @@ def evaluate(
         Path | None, typer.Option("--figures", help="Write sample grids and spectra here.")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Also write the report (JSON) here.")
+        Path | None, typer.Option("--out-file", help="Also write the report (JSON) here.")
     ] = None,
     threads: ThreadsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Residual, solver consistency and data fidelity against held-out data, with floors."""
+    from pirf.checks import check_output_file, checkpoint_note
+    from pirf.data.atomic import atomic_output
+    from pirf.evaluation.protocol import evaluate_checkpoint, evaluate_files
+
     use_threads(threads)
     if (samples is None) == (ckpt is None):
         raise PirfError("give either --samples FILE or --ckpt DIR (not both)")
+    if out is not None:  # written after the evaluation: refused now if it cannot be
+        if any(out.resolve() == Path(p).resolve() for p in [reference, *(samples or [])]):
+            raise PirfError(
+                f"--out {out} is an input of this evaluation; write the report to another file"
+            )
+        check_output_file(out, "out", force=True, flag="--out-file")
     if ckpt is not None:
         with ProgressReporter(enabled=not as_json) as reporter:
             report = evaluate_checkpoint(
@@ -119,6 +141,11 @@ def evaluate(
             samples, reference, consistency=not no_consistency, seed=seed, figures=figures
         )
     report["markdown"] = markdown_table(report)
+    if ckpt is not None:
+        kind = report["checkpoint_kind"]
+        note = checkpoint_note(ckpt, Path(report["checkpoint"]), kind)
+        if note:
+            console_err.print(note, highlight=False, soft_wrap=True)
     if out is not None:
         with atomic_output(out, force=True) as temporary:
             temporary.write_text(json.dumps(report, indent=1))

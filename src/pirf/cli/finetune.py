@@ -10,11 +10,12 @@ stderr; the summary is a table, or one JSON object with ``--json``. Several GPUs
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from pirf.cli._common import JsonOpt, ThreadsOpt, console, emit_json, use_threads
+from pirf.cli._common import JsonOpt, ThreadsOpt, console, console_err, emit_json, use_threads
 from pirf.cli.generated import command
 from pirf.errors import PirfError
 from pirf.finetune.config import DEFAULTS, RECIPES, FinetuneConfig
@@ -114,13 +115,20 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def _run(config: Any, *, threads: int | None = None, as_json: bool = False) -> None:
+    from pirf.checks import checkpoint_note, resolve_checkpoint
     from pirf.finetune import finetune as run_finetune
     from pirf.settings import with_values
 
     use_threads(threads)
     if as_json:
         config = with_values(config, {"progress": False})
+    note = None
+    if config.ckpt is not None and Path(config.ckpt).is_dir():
+        path, kind = resolve_checkpoint(config.ckpt)
+        note = checkpoint_note(config.ckpt, path, kind)
     summary = run_finetune(config)
+    if note is not None and summary.get("rank", 0) == 0:
+        console_err.print(note, highlight=False, soft_wrap=True)
     if summary.get("already_complete"):
         if as_json:
             emit_json(summary)

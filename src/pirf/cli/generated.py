@@ -62,8 +62,7 @@ def config_parameter() -> inspect.Parameter:
     """``--config FILE.toml``: start from a run's configuration file."""
     option = typer.Option(
         "--config",
-        help="Start from this configuration (a run's config.toml); options given here "
-        "override it.",
+        help="Start from this configuration (a run's config.toml); options given here override it.",
         show_default=False,
         metavar="FILE.toml",
     )

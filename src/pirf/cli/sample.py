@@ -9,8 +9,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pirf.cli._common import ProgressReporter, ThreadsOpt, console, emit_json, use_threads
-from pirf.sampling.from_checkpoint import sample_to_file
+from pirf.cli._common import (
+    ProgressReporter,
+    ThreadsOpt,
+    console,
+    console_err,
+    emit_json,
+    use_threads,
+)
 
 
 class Sampler(str, Enum):
@@ -22,19 +28,27 @@ def sample(
     ckpt: Annotated[
         Path,
         typer.Option(
-            "--ckpt", help="Checkpoint, or a run directory (its best/, else its checkpoint/)."
+            "--ckpt",
+            help="Checkpoint directory, or a run directory (its best/, else its checkpoint/).",
         ),
     ],
     n: Annotated[int, typer.Option("--n", help="Number of samples.")],
-    out: Annotated[Path, typer.Option("--out", help="Output file (.h5).")],
+    out: Annotated[Path, typer.Option("--out-file", help="Output file (.h5).")],
     steps: Annotated[int, typer.Option("--steps", help="Sampler steps.")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Noise seed (same noise for any model).")] = 0,
     sampler: Annotated[Sampler, typer.Option("--sampler", help="heun or euler.")] = Sampler.heun,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
+    device: Annotated[
+        str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when available).")
+    ] = "auto",
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Micro-batch (default: automatic).")
+        int | None, typer.Option("--batch", help="Samples per micro-batch (default: automatic).")
     ] = None,
-    bf16: Annotated[bool, typer.Option("--bf16", help="bf16 network on GPU.")] = False,
+    bf16: Annotated[
+        bool,
+        typer.Option(
+            "--bf16/--no-bf16", help="bf16 network in early steps (CUDA only).", metavar=""
+        ),
+    ] = True,
     fp32_steps: Annotated[
         int, typer.Option("--fp32-steps", help="With --bf16: last steps run in fp32.")
     ] = 2,
@@ -49,6 +63,9 @@ def sample(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Sample N fields from a checkpoint with the deterministic EDM sampler."""
+    from pirf.checks import checkpoint_note
+    from pirf.sampling.from_checkpoint import sample_to_file
+
     use_threads(threads)
     with ProgressReporter(enabled=not as_json) as reporter:
         summary = sample_to_file(
@@ -67,6 +84,9 @@ def sample(
             force=force,
             progress=reporter.callback("sampling"),
         )
+    note = checkpoint_note(ckpt, Path(summary["checkpoint"]), summary["checkpoint_kind"])
+    if note:
+        console_err.print(note, highlight=False, soft_wrap=True)
     if as_json:
         emit_json(summary)
         return

@@ -14,16 +14,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-import pirf.data
-import pirf.pdes
 from pirf.cli._common import ProgressReporter, ThreadsOpt, console, emit_json, use_threads
 from pirf.errors import PirfError
-from pirf.verification import NOISE_LEVEL, verify_file
 
 
 def verify(
     out_dir: Annotated[
-        Path, typer.Option("--out-dir", help="Where the generated files go.")
+        Path, typer.Option("--out", help="Directory the generated files go into.")
     ] = Path("verify-output"),
     n: Annotated[int, typer.Option("--n", help="Samples per PDE.")] = 64,
     preset: Annotated[str, typer.Option("--preset", help="Size preset of every PDE.")] = "tiny",
@@ -31,21 +28,29 @@ def verify(
         str, typer.Option("--pdes", help="Comma-separated PDE names, or 'all'.")
     ] = "all",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generated data.")] = 0,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
+    device: Annotated[
+        str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when available).")
+    ] = "auto",
     threads: ThreadsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Generate a small dataset of each PDE and print its verification table."""
+    import pirf.data
+    import pirf.pdes
+    from pirf.checks import check_device, check_output_dir
+    from pirf.data.generate import DEFAULT_BATCH_SIZE, check_request, resolve_pde
+    from pirf.verification import NOISE_LEVEL, verify_file
+
     use_threads(threads)
     names = pirf.pdes.names() if pdes == "all" else [p.strip() for p in pdes.split(",")]
-    for name in names:
-        pirf.pdes.get_class(name)  # fail early, with the list of known PDEs
     if n <= 0:
         raise PirfError(f"--n must be positive, got {n}")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise PirfError(f"cannot create {out_dir}: {error.strerror}") from None
+    for name in names:  # every request is checked before the first file is made
+        pde, resolution, _ = resolve_pde(name, preset=preset)
+        check_request(pde, n, resolution, seed, "train", DEFAULT_BATCH_SIZE)
+    check_device(device)
+    check_output_dir(out_dir, "out_dir", flag="--out")
+    out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     rows = []
     with ProgressReporter(enabled=not as_json) as reporter:

@@ -9,31 +9,21 @@ Files are HDF5 with float32 fields in physical units and their metadata; the lay
 documented in docs/data-format.md. Model samples use the same layout (:func:`write_fields`).
 """
 
-from pirf.data.check import check
-from pirf.data.format import FORMAT_VERSION, Header
-from pirf.data.generate import (
-    GenerationSummary,
-    generate,
-    generate_chunks,
-    generate_splits,
-    resolve_pde,
-)
-from pirf.data.loader import FieldsDataset, PDEDataset, load
-from pirf.data.writer import WriteSummary, open_writer, write_fields
+from pirf._lazy import lazy_exports
 
-__all__ = [
-    "FORMAT_VERSION",
-    "FieldsDataset",
-    "GenerationSummary",
-    "Header",
-    "PDEDataset",
-    "WriteSummary",
-    "check",
-    "generate",
-    "generate_chunks",
-    "generate_splits",
-    "load",
-    "open_writer",
-    "resolve_pde",
-    "write_fields",
-]
+__all__ = lazy_exports(
+    __name__,
+    {
+        "check": ["check"],
+        "format": ["FORMAT_VERSION", "Header"],
+        "generate": [
+            "GenerationSummary",
+            "generate",
+            "generate_chunks",
+            "generate_splits",
+            "resolve_pde",
+        ],
+        "loader": ["FieldsDataset", "PDEDataset", "load"],
+        "writer": ["WriteSummary", "open_writer", "write_fields"],
+    },
+)

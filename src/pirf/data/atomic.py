@@ -18,24 +18,32 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
+from pirf.checks import writable_error
 from pirf.errors import PirfError, option
 
 
-def check_destination(path: str | Path, *, force: bool = False) -> Path:
+def check_destination(
+    path: str | Path, *, force: bool = False, name: str | None = None, flag: str | None = None
+) -> Path:
     """Raise :class:`PirfError` unless ``path`` can be written: its directory exists and is
-    writable, and it is not an existing file (unless ``force``) or a directory."""
+    writable, and it is not an existing file (unless ``force``) or a directory. ``name``:
+    the argument that gave ``path``, named at the start of the message (``flag``: its name on
+    the command line where that differs from ``--name``)."""
     path = Path(path)
     parent = path.parent
+    problem = None
     if not parent.exists():
-        raise PirfError(f"directory {parent} does not exist; create it first")
-    if not parent.is_dir():
-        raise PirfError(f"{parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PirfError(f"directory {parent} is not writable")
-    if path.is_dir():
-        raise PirfError(f"{path} is a directory; give a file name such as {path / 'data.h5'}")
-    if path.exists() and not force:
-        raise PirfError(f"{path} already exists; pass {option('force', True)} to overwrite it")
+        problem = f"directory {parent} does not exist; create it first"
+    elif not parent.is_dir():
+        problem = f"{parent} is not a directory"
+    elif (reason := writable_error(parent)) is not None:
+        problem = f"directory {parent} is not writable: {reason}"
+    elif path.is_dir():
+        problem = f"{path} is a directory; give a file name such as {path / 'data.h5'}"
+    elif path.exists() and not force:
+        problem = f"{path} already exists; pass {option('force', True)} to overwrite it"
+    if problem is not None:
+        raise PirfError(problem if name is None else f"{option(name, flag=flag)}: {problem}")
     return path
 
 

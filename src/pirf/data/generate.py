@@ -19,7 +19,9 @@ from typing import Any
 import torch
 
 import pirf.pdes
+from pirf.checks import check_not_inside_checkpoint, check_writable_dir
 from pirf.data.atomic import check_destination
+from pirf.data.defaults import DEFAULT_BATCH_SIZE
 from pirf.data.writer import COMPRESSIONS, WriteSummary, open_writer
 from pirf.devices import resolve_device
 from pirf.errors import PirfError, option
@@ -28,8 +30,6 @@ from pirf.seeding import STREAMS, unit_generators
 
 DTYPES: dict[str, torch.dtype] = {"float64": torch.float64, "float32": torch.float32}
 """Solver precisions by name (storage is always float32)."""
-DEFAULT_BATCH_SIZE = 64
-"""Units solved together when none is given."""
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)`` in samples: called once with 0, then after each written chunk."""
@@ -222,7 +222,8 @@ def generate(
     )
     check_request(instance, n, resolution, seed, split, batch_size)
     settings = _settings(device, dtype, batch_size, compression, preset)
-    destination = check_destination(out, force=force)
+    check_not_inside_checkpoint(out, "out")
+    destination = check_destination(out, force=force, name="out", flag="--out-file")
     return _generate_file(
         instance, n, resolution, seed, split, destination, settings, force, progress
     )
@@ -265,11 +266,15 @@ def generate_splits(
     for ancestor in directory.parents:
         if ancestor.exists() and not ancestor.is_dir():
             raise PirfError(f"{ancestor} exists and is not a directory")
+    check_not_inside_checkpoint(directory, "out_dir", flag="--out")
+    check_writable_dir(directory, "out_dir", flag="--out")
     # Like mkdir -p: every missing folder is made, and removed again if nothing is written.
     created = [p for p in (directory, *directory.parents) if not p.exists()]
     if not created:
         for split in sizes:
-            check_destination(directory / f"{split}.h5", force=force)
+            check_destination(
+                directory / f"{split}.h5", force=force, name="out_dir", flag="--out"
+            )
     directory.mkdir(parents=True, exist_ok=True)
     summaries: dict[str, GenerationSummary] = {}
     try:

@@ -17,39 +17,26 @@ Pure tensor functions (no files): the protocol of the project's evaluation speci
 ``docs/evaluation.md`` explains each metric, its floor and how to read it.
 """
 
-from pirf.evaluation.distances import energy_distance, mmd, pairwise_sq_distances
-from pirf.evaluation.metrics import (
-    PreparedReference,
-    evaluate_fields,
-    ground_truth_floor,
-    prepare_reference,
-)
-from pirf.evaluation.physics import (
-    consistency_per_sample,
-    consistency_summary,
-    residual_per_sample,
-    residual_summary,
-)
-from pirf.evaluation.spectra import log_spectrum_error, radial_power_spectrum, spectra
-from pirf.evaluation.statistics import register_statistic, statistics_for
-from pirf.evaluation.summary import summarise
+from pirf._lazy import lazy_exports
 
-__all__ = [
-    "PreparedReference",
-    "consistency_per_sample",
-    "consistency_summary",
-    "energy_distance",
-    "evaluate_fields",
-    "ground_truth_floor",
-    "log_spectrum_error",
-    "mmd",
-    "pairwise_sq_distances",
-    "prepare_reference",
-    "radial_power_spectrum",
-    "register_statistic",
-    "residual_per_sample",
-    "residual_summary",
-    "spectra",
-    "statistics_for",
-    "summarise",
-]
+__all__ = lazy_exports(
+    __name__,
+    {
+        "distances": ["energy_distance", "mmd", "pairwise_sq_distances"],
+        "metrics": [
+            "PreparedReference",
+            "evaluate_fields",
+            "ground_truth_floor",
+            "prepare_reference",
+        ],
+        "physics": [
+            "consistency_per_sample",
+            "consistency_summary",
+            "residual_per_sample",
+            "residual_summary",
+        ],
+        "spectra": ["log_spectrum_error", "radial_power_spectrum", "spectra"],
+        "statistics": ["register_statistic", "statistics_for"],
+        "summary": ["summarise"],
+    },
+)

@@ -7,10 +7,26 @@ scripts, tests and worker processes alike.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def agg_figure(figsize: tuple[float, float]) -> Figure:
+    """A figure on its own Agg canvas, laid out by matplotlib's constrained layout.
+
+    matplotlib is imported here, on first use, so that modules which may draw (and the
+    command line that imports them) do not pay for it until a figure is made.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
 
 
 def save_sample_grid(
@@ -26,8 +42,7 @@ def save_sample_grid(
     count, n_fields = fields.shape[0], fields.shape[1]
     n_residual = residual.shape[1]
     columns = n_fields + n_residual
-    figure = Figure(figsize=(2.2 * columns, 2.0 * count + 0.5), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = agg_figure((2.2 * columns, 2.0 * count + 0.5))
     axes = figure.subplots(count, columns, squeeze=False)
     mse = residual.flatten(1).square().mean(dim=1)
     log_residual = residual.abs().clamp_min(1e-30).log10()
@@ -64,8 +79,7 @@ def save_comparison(
     residual reads as a darker map."""
     n_fields, n_residual = rows[0][1].shape[1], rows[0][2].shape[1]
     columns = n_fields + n_residual
-    figure = Figure(figsize=(2.4 * columns, 2.1 * len(rows) + 0.5), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = agg_figure((2.4 * columns, 2.1 * len(rows) + 0.5))
     axes = figure.subplots(len(rows), columns, squeeze=False)
     logs = [r.abs().clamp_min(1e-30).log10() for _, _, r in rows]
     top = max(float(v.max()) for v in logs)
@@ -100,8 +114,7 @@ def save_spectra(
 ) -> Path:
     """Mean radial power spectra per channel: ``curves[label][channel] -> power``."""
     channels = sorted({c for per_label in curves.values() for c in per_label})
-    figure = Figure(figsize=(3.2 * len(channels), 2.8), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = agg_figure((3.2 * len(channels), 2.8))
     axes = figure.subplots(1, len(channels), squeeze=False)[0]
     for axis, channel in zip(axes, channels, strict=True):
         for label, per_label in curves.items():

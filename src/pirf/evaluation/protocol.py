@@ -18,7 +18,15 @@ import torch
 
 import pirf
 import pirf.data
-from pirf.errors import PirfError
+from pirf.checks import (
+    check_count,
+    check_dataset,
+    check_device,
+    check_model_checkpoint,
+    check_output_dir,
+    check_same_problem,
+)
+from pirf.errors import PirfError, option
 from pirf.evaluation.figures import save_sample_grid, save_spectra
 from pirf.evaluation.metrics import evaluate_fields, ground_truth_floor, prepare_reference
 from pirf.evaluation.report import source_label
@@ -124,19 +132,27 @@ def evaluate_files(
     figures: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate one or several samples files against the held-out ``reference`` file;
-    with ``figures``, also draw sample grids and spectra into that directory."""
+    with ``figures``, also draw sample grids and spectra into that directory. Every file
+    is read and checked before anything is computed."""
     paths = [samples] if isinstance(samples, (str, Path)) else list(samples)
+    if not paths:
+        raise PirfError(f"give at least one samples file ({option('samples')})")
+    check_count("seed", seed, minimum=0)
+    if figures is not None:
+        check_output_dir(figures, "figures")
+    check_dataset(reference, "reference", minimum=4, scan=0)
+    for path in paths:
+        check_dataset(path, "samples", minimum=2, scan=0)
     reference_data, reference_fields = _load_reference(reference)
     pde, normalisation = reference_data.pde, reference_data.normalisation
     loaded = []
     for path in paths:
         data = pirf.data.load(path)
         _check_same_problem(data, reference_data)
-        loaded.append((path, data))
+        loaded.append((path, data, data.fields().to(torch.float64)))
     prepared = prepare_reference(pde, reference_fields, normalisation)
     rows, row_fields = [], []
-    for path, data in loaded:
-        fields = data.fields().to(torch.float64)
+    for path, data, fields in loaded:
         row_fields.append(fields[:FIGURE_SAMPLES])
         metrics = evaluate_fields(
             pde, fields, prepared, normalisation, consistency=consistency, seed=seed
@@ -158,7 +174,7 @@ def evaluate_files(
         pde,
         prepared,
         normalisation,
-        n_samples=min(len(d) for _, d in loaded),
+        n_samples=min(len(d) for _, d, _ in loaded),
         consistency=consistency,
         seed=seed,
     )
@@ -185,20 +201,37 @@ def evaluate_checkpoint(
     """Sample ``n`` fields from ``checkpoint`` (a checkpoint, or a run directory's best or
     final one: :func:`pirf.models.resolve_checkpoint`) at each step count and evaluate them;
     with ``figures``, also draw sample grids and spectra into that directory.
+    ``checkpoint`` may be a run directory: its ``best/`` if it has one, else its final
+    ``checkpoint/`` (the report's ``checkpoint`` and ``checkpoint_kind`` say which).
     ``progress(label)`` gives the ``progress(done, total)`` function of each step count's
-    sampling (the CLI's progress bar)."""
+    sampling (the CLI's progress bar). Every argument is checked before anything is
+    computed."""
     from pirf.models.loaded import load_model
     from pirf.sampling.from_checkpoint import to_physical
     from pirf.sampling.generate import generate
+    from pirf.sampling.samplers import step_function
 
+    steps = list(steps)
+    if not steps:
+        raise PirfError(f"{option('steps')} needs at least one step count")
+    for count in steps:
+        check_count("steps", count)
+    check_count("n", n, minimum=2)
+    check_count("seed", seed, minimum=0)
+    if batch_size is not None:
+        check_count("batch_size", batch_size)
+    step_function(method)
+    device = check_device(device)
+    if figures is not None:
+        check_output_dir(figures, "figures")
+    checkpoint, kind, info, checkpoint_pde = check_model_checkpoint(checkpoint)
+    assert info.resolution is not None  # check_model_checkpoint refuses a checkpoint without
+    reference_header = check_dataset(reference, "reference", minimum=4, scan=0)
+    check_same_problem(
+        reference_header, "reference", checkpoint_pde, info.resolution, f"{checkpoint}"
+    )
     model = load_model(checkpoint, device=device)
     reference_data, reference_fields = _load_reference(reference)
-    if model.pde.name != reference_data.pde.name or model.shape != reference_data.shape[1:]:
-        raise PirfError(
-            f"checkpoint is '{model.pde.name}' {model.shape}, reference is "
-            f"'{reference_data.pde.name}' {reference_data.shape[1:]}: evaluate against data "
-            "of the same PDE and resolution"
-        )
     pde, normalisation = reference_data.pde, reference_data.normalisation
     prepared = prepare_reference(pde, reference_fields, normalisation)
     rows, row_fields = [], []
@@ -235,6 +268,7 @@ def evaluate_checkpoint(
         pde, prepared, normalisation, n_samples=n, consistency=consistency, seed=seed
     )
     report = _report(pde.name, reference, len(reference_data), floor, rows)
+    report["checkpoint"], report["checkpoint_kind"] = str(checkpoint), kind
     if figures is not None:
         report["figures"] = write_figures(figures, pde, reference_fields, row_fields, report)
     return report

@@ -14,68 +14,44 @@ A fine-tuning iteration, in outline::
     loss.backward(); sanitise_gradients(params); optimizer.step()
 """
 
-from pirf.finetune.config import TRAINABLE_SETS, FinetuneConfig
-from pirf.finetune.lora import (
-    attach_lora,
-    has_lora,
-    load_lora_factors,
-    lora_factors,
-    lora_parameter_count,
-    merged_state,
-)
-from pirf.finetune.monitor import DriftGuard, Evaluation, FidelityGuard, evaluate_model
-from pirf.finetune.regularisers import (
-    distillation_regulariser,
-    pretrained_snapshot,
-    weight_regulariser,
-)
-from pirf.finetune.reward import (
-    COEFFICIENT_FLOOR,
-    NORMS,
-    admissible_fields,
-    residual_loss,
-    residual_reward,
-    residual_scale,
-)
-from pirf.finetune.run import BEST, finetune
-from pirf.finetune.safety import sanitise_gradients
-from pirf.finetune.trainable import TRAINABLE, select_trainable, top_names, trainable_parameters
-from pirf.finetune.trainer import LossFn, PIRFTrainer, StepStats
-from pirf.finetune.trajectory import MODES, GradientTrajectory, truncated_trajectory
+from pirf._lazy import lazy_exports
 
-__all__ = [
-    "BEST",
-    "COEFFICIENT_FLOOR",
-    "MODES",
-    "NORMS",
-    "TRAINABLE",
-    "TRAINABLE_SETS",
-    "DriftGuard",
-    "Evaluation",
-    "FidelityGuard",
-    "FinetuneConfig",
-    "GradientTrajectory",
-    "LossFn",
-    "PIRFTrainer",
-    "StepStats",
-    "admissible_fields",
-    "attach_lora",
-    "distillation_regulariser",
-    "evaluate_model",
-    "finetune",
-    "has_lora",
-    "load_lora_factors",
-    "lora_factors",
-    "lora_parameter_count",
-    "merged_state",
-    "pretrained_snapshot",
-    "residual_loss",
-    "residual_reward",
-    "residual_scale",
-    "sanitise_gradients",
-    "select_trainable",
-    "top_names",
-    "trainable_parameters",
-    "truncated_trajectory",
-    "weight_regulariser",
-]
+__all__ = lazy_exports(
+    __name__,
+    {
+        "config": ["TRAINABLE_SETS", "FinetuneConfig", "resolve"],
+        "lora": [
+            "attach_lora",
+            "has_lora",
+            "load_lora_factors",
+            "lora_factors",
+            "lora_parameter_count",
+            "merged_state",
+        ],
+        "monitor": ["DriftGuard", "Evaluation", "FidelityGuard", "evaluate_model"],
+        "regularisers": ["distillation_regulariser", "pretrained_snapshot", "weight_regulariser"],
+        "pool": ["StatePool"],
+        "reward": [
+            "COEFFICIENT_FLOOR",
+            "NORMS",
+            "REWARDS",
+            "Reward",
+            "admissible_fields",
+            "residual_loss",
+            "residual_reward",
+            "residual_scale",
+            "reward_terms",
+        ],
+        "run": ["BEST", "PIRFRun", "finetune", "prepare"],
+        "safety": ["sanitise_gradients"],
+        "trainable": ["TRAINABLE", "select_trainable", "top_names", "trainable_parameters"],
+        "trainer": ["LossFn", "PIRFTrainer", "StepStats"],
+        "trajectory": [
+            "MODES",
+            "GradientTrajectory",
+            "truncated_trajectory",
+            "window_start",
+            "window_trajectory",
+        ],
+    },
+)

@@ -411,8 +411,11 @@ def check_paths(config: FinetuneConfig) -> None:
     out = Path(config.run.out)
     if out.exists() and not out.is_dir():
         raise PirfError(f"{option('out')} {out} is a file; give a directory for the run")
-    if not Path(config.ckpt).is_dir():
-        raise PirfError(f"no such checkpoint directory: {config.ckpt}")
+    ckpt = Path(config.ckpt)
+    if ckpt.exists() and not ckpt.is_dir():
+        raise PirfError(f"{ckpt} is not a pirf checkpoint (a checkpoint is a directory)")
+    if not ckpt.is_dir():
+        raise PirfError(f"no such checkpoint directory: {ckpt}")
     reference = config.evaluation.reference
     if reference is not None and not Path(reference).is_file():
         raise PirfError(f"no such reference data file: {reference}")

@@ -14,8 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from pirf.evaluation.figures import agg_figure
 
 CURVES = "curves.png"
 
@@ -26,8 +25,7 @@ def save_curves(folder: Path, records: list[dict[str, Any]], summary: dict[str, 
     evals = [r for r in records if r.get("kind") == "eval"]
     if not train and not evals:
         return []
-    figure = Figure(figsize=(13, 3.6), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = agg_figure((13, 3.6))
     loss_axis, residual_axis, fidelity_axis = figure.subplots(1, 3)
 
     if train:

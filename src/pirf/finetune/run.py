@@ -32,6 +32,7 @@ import torch
 
 import pirf.data
 import pirf.pdes
+from pirf.checks import check_finetune_run
 from pirf.errors import PirfError, option
 from pirf.evaluation import PreparedReference, prepare_reference
 from pirf.finetune.config import (
@@ -50,9 +51,16 @@ from pirf.finetune.monitor import (
     evaluate_model,
 )
 from pirf.finetune.trainer import PIRFTrainer
-from pirf.models import load_checkpoint, load_model, read_checkpoint_info, save_checkpoint
+from pirf.models import (
+    load_checkpoint,
+    load_model,
+    read_checkpoint_info,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from pirf.models.checkpoint import Checkpoint
 from pirf.sampling import Precision, generate
+from pirf.settings import with_values
 from pirf.training import distributed, rundir
 from pirf.training.figures import save_preview
 from pirf.training.metrics_log import read_metrics
@@ -411,11 +419,15 @@ class PIRFRun:
 
 
 def prepare(config: FinetuneConfig) -> FinetuneConfig:
-    """The run's resolved configuration (:func:`pirf.finetune.config.resolve`): the base
-    checkpoint's PDE picks the recipe, and a resumed run's stored settings come before it.
-    Reads only the checkpoints' JSON; checks every setting and path first."""
+    """The run's resolved configuration (:func:`pirf.finetune.config.resolve`): a run
+    directory as ``ckpt`` stands for its best or final checkpoint
+    (:func:`pirf.models.resolve_checkpoint`), the base checkpoint's PDE picks the recipe,
+    and a resumed run's stored settings come before it. Reads only the checkpoints' JSON;
+    checks every setting and path first."""
     check_paths(config)
-    pde = read_checkpoint_info(config.ckpt).pde_name
+    ckpt, _ = resolve_checkpoint(config.ckpt)
+    config = with_values(config, {"ckpt": ckpt})
+    pde = read_checkpoint_info(ckpt).pde_name
     stored = None
     if config.run.resume:
         latest = rundir.latest_checkpoint(Path(config.run.out))
@@ -431,11 +443,13 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
     complete changes nothing: the stored summary comes back with ``"already_complete":
     True`` and a ``"message"``."""
     requested_iters = config.optimiser.iters
-    config = prepare(config)
+    check_paths(config)
     if config.run.resume:
         finished = rundir.finished_run(Path(config.run.out), requested_iters)
         if finished is not None:
             return finished.result()
+    config = prepare(config)
+    check_finetune_run(config)
     context = distributed.setup(config.run.device)
     try:
         devices = [context.device.index or 0] if context.device.type == "cuda" else []

@@ -14,63 +14,39 @@ Any ``nn.Module`` mapping ``(x (B, C, H, W), noise_labels (B,))`` to ``(B, C, H,
 wrapped in :class:`EDMDenoiser`; see ``docs/models.md``.
 """
 
-from pirf.models.backbone import (
-    backbone_names,
-    build_backbone,
-    named_modules_under,
-    parameters_under,
-    register_backbone,
-    top_module_names,
-)
-from pirf.models.checkpoint import (
-    Checkpoint,
-    CheckpointInfo,
-    check_matches,
-    load_checkpoint,
-    read_checkpoint_info,
-    save_checkpoint,
-    verify_checkpoint,
-)
-from pirf.models.edm import (
-    SIGMA_DATA,
-    EDMDenoiser,
-    build_denoiser,
-    edm_coefficients,
-    edm_loss,
-    loss_weight,
-    sample_training_noise,
-)
-from pirf.models.loaded import LoadedModel, load_model, resolve_checkpoint
-from pirf.models.presets import PRESETS, preset_denoiser, unet_config
-from pirf.models.unet import UNet, UNetConfig
+from pirf._lazy import lazy_exports
 
-__all__ = [
-    "PRESETS",
-    "SIGMA_DATA",
-    "Checkpoint",
-    "CheckpointInfo",
-    "EDMDenoiser",
-    "LoadedModel",
-    "UNet",
-    "UNetConfig",
-    "backbone_names",
-    "build_backbone",
-    "build_denoiser",
-    "check_matches",
-    "edm_coefficients",
-    "edm_loss",
-    "load_checkpoint",
-    "load_model",
-    "loss_weight",
-    "named_modules_under",
-    "parameters_under",
-    "preset_denoiser",
-    "read_checkpoint_info",
-    "register_backbone",
-    "resolve_checkpoint",
-    "sample_training_noise",
-    "save_checkpoint",
-    "top_module_names",
-    "unet_config",
-    "verify_checkpoint",
-]
+__all__ = lazy_exports(
+    __name__,
+    {
+        "backbone": [
+            "backbone_names",
+            "build_backbone",
+            "named_modules_under",
+            "parameters_under",
+            "register_backbone",
+            "top_module_names",
+        ],
+        "checkpoint": [
+            "Checkpoint",
+            "CheckpointInfo",
+            "check_matches",
+            "load_checkpoint",
+            "read_checkpoint_info",
+            "save_checkpoint",
+            "verify_checkpoint",
+        ],
+        "edm": [
+            "SIGMA_DATA",
+            "EDMDenoiser",
+            "build_denoiser",
+            "edm_coefficients",
+            "edm_loss",
+            "loss_weight",
+            "sample_training_noise",
+        ],
+        "loaded": ["LoadedModel", "load_model", "resolve_checkpoint"],
+        "presets": ["PRESETS", "preset_denoiser", "unet_config"],
+        "unet": ["UNet", "UNetConfig"],
+    },
+)

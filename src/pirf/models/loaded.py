@@ -77,7 +77,7 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, str]:
     """
     directory = Path(path)
     if not directory.exists():
-        raise PirfError(f"checkpoint {directory} does not exist")
+        raise PirfError(f"no such checkpoint directory: {directory}")
     if not directory.is_dir():
         raise PirfError(f"{directory} is not a pirf checkpoint (a checkpoint is a directory)")
     if _holds_checkpoint(directory):
@@ -85,6 +85,11 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, str]:
     for name, kind in ((BEST, "best"), (FINAL, "final")):
         if _holds_checkpoint(directory / name):
             return directory / name, kind
+    if (directory / "checkpoints").is_dir():
+        raise PirfError(
+            f"the run {directory} has no final or best checkpoint yet; resume it, or give "
+            f"one of its periodic checkpoints ({directory / 'checkpoints'}/iter-...)"
+        )
     raise PirfError(
         f"{directory} is neither a pirf checkpoint nor a run directory: it has no {INFO_FILE} "
         f"and no {BEST}/ or {FINAL}/ checkpoint"

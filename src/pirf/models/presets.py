@@ -11,6 +11,7 @@ network does at that size).
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from typing import Any
 
 from pirf.errors import PirfError
@@ -78,7 +79,25 @@ def unet_config(
     """
     if preset not in PRESETS:
         raise PirfError(f"unknown model preset '{preset}'; known: {', '.join(PRESETS)}")
+    known = {f.name for f in fields(UNetConfig)} - {"in_channels", "periodic"}
+    known |= {"attention_resolutions"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise PirfError(
+            f"invalid override for model preset '{preset}': no setting {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(known))}"
+        )
     settings = {**PRESETS[preset], **overrides}
+    for key in ("channel_mult", "attention_resolutions"):
+        values = settings.get(key, ())
+        if not (
+            isinstance(values, (list, tuple))
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+        ):
+            raise PirfError(
+                f"invalid override for model preset '{preset}': {key} must be a list of "
+                f"integers, got {values!r}"
+            )
     attention_resolutions = tuple(settings.pop("attention_resolutions", ()))
     levels = len(settings["channel_mult"])
     stride = 2 ** (levels - 1)

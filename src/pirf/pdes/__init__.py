@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pirf._lazy import lazy_exports
 from pirf.errors import PirfError
-from pirf.pdes.base import PDE, relative_l2
-from pirf.pdes.custom import define_pde
-from pirf.pdes.grid import Grid
-from pirf.pdes.normalisation import ChannelStats, Normalisation
+
+if TYPE_CHECKING:
+    from pirf.pdes.base import PDE
 
 _REGISTRY: dict[str, type[PDE]] = {}
 _BUILTINS = {
@@ -37,6 +37,8 @@ _ENTRY_POINT_GROUP = "pirf.pdes"
 
 def register(pde_class: type[PDE], *, replace: bool = False) -> type[PDE]:
     """Add a :class:`PDE` subclass to the registry under its ``name``; usable as a decorator."""
+    from pirf.pdes.base import PDE
+
     if not (isinstance(pde_class, type) and issubclass(pde_class, PDE)):
         raise PirfError(f"only PDE subclasses can be registered, got {pde_class!r}")
     name = getattr(pde_class, "name", None)
@@ -66,6 +68,8 @@ def _all_names() -> set[str]:
 
 
 def _lookup(name: str) -> type[PDE]:
+    from pirf.pdes.base import PDE
+
     if name in _REGISTRY:
         return _REGISTRY[name]
     target = _BUILTINS.get(name) or _entry_point_names().get(name)
@@ -149,16 +153,19 @@ def describe() -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "PDE",
-    "ChannelStats",
-    "Grid",
-    "Normalisation",
-    "define_pde",
+    *lazy_exports(
+        __name__,
+        {
+            "base": ["PDE", "relative_l2"],
+            "custom": ["define_pde"],
+            "grid": ["Grid"],
+            "normalisation": ["ChannelStats", "Normalisation"],
+        },
+    ),
     "describe",
     "from_metadata",
     "get",
     "get_class",
     "names",
     "register",
-    "relative_l2",
 ]

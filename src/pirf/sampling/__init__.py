@@ -9,59 +9,33 @@ Sampling-time physics (guidance, corrections, classifier-free mixing) enters the
 sampler as wrappers (:mod:`pirf.sampling.wrappers`).
 """
 
-from pirf.sampling.generate import ProgressFn, SamplingResult, default_batch_size, generate
-from pirf.sampling.noise import SAMPLING_STREAM, initial_noise
-from pirf.sampling.precision import FP32, Denoiser, NetworkCall, Precision
-from pirf.sampling.samplers import (
-    STEPS,
-    StepInfo,
-    Trajectory,
-    euler_step,
-    heun_step,
-    integrate,
-    network_evaluations,
-    sample,
-    step_function,
-)
-from pirf.sampling.schedule import RHO, SIGMA_MAX, SIGMA_MIN, karras_sigmas, noise_levels
-from pirf.sampling.wrappers import (
-    DenoiserWrapper,
-    Finisher,
-    SamplerWrappers,
-    SamplingCost,
-    StepFn,
-    StepWrapper,
-)
+from pirf._lazy import lazy_exports
 
-__all__ = [
-    "FP32",
-    "RHO",
-    "SAMPLING_STREAM",
-    "SIGMA_MAX",
-    "SIGMA_MIN",
-    "STEPS",
-    "Denoiser",
-    "DenoiserWrapper",
-    "Finisher",
-    "NetworkCall",
-    "Precision",
-    "ProgressFn",
-    "SamplerWrappers",
-    "SamplingCost",
-    "SamplingResult",
-    "StepFn",
-    "StepInfo",
-    "StepWrapper",
-    "Trajectory",
-    "default_batch_size",
-    "euler_step",
-    "generate",
-    "heun_step",
-    "initial_noise",
-    "integrate",
-    "karras_sigmas",
-    "network_evaluations",
-    "noise_levels",
-    "sample",
-    "step_function",
-]
+__all__ = lazy_exports(
+    __name__,
+    {
+        "generate": ["ProgressFn", "SamplingResult", "default_batch_size", "generate"],
+        "noise": ["SAMPLING_STREAM", "initial_noise"],
+        "precision": ["FP32", "Denoiser", "NetworkCall", "Precision"],
+        "samplers": [
+            "STEPS",
+            "StepInfo",
+            "Trajectory",
+            "euler_step",
+            "heun_step",
+            "integrate",
+            "network_evaluations",
+            "sample",
+            "step_function",
+        ],
+        "schedule": ["RHO", "SIGMA_MAX", "SIGMA_MIN", "karras_sigmas", "noise_levels"],
+        "wrappers": [
+            "DenoiserWrapper",
+            "Finisher",
+            "SamplerWrappers",
+            "SamplingCost",
+            "StepFn",
+            "StepWrapper",
+        ],
+    },
+)

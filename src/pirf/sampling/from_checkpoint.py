@@ -12,14 +12,15 @@ from typing import Any
 
 import torch
 
-from pirf.data.writer import check_destination, write_fields
-from pirf.devices import resolve_device
+from pirf.checks import check_count, check_device, check_model_checkpoint, check_output_file
+from pirf.data.writer import write_fields
 from pirf.errors import PirfError
 from pirf.models.loaded import LoadedModel, load_model
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import Normalisation
 from pirf.sampling.generate import ProgressFn, SamplingResult, generate
 from pirf.sampling.precision import Precision
+from pirf.sampling.samplers import step_function
 
 
 def to_physical(
@@ -43,18 +44,31 @@ def sample_to_file(
     method: str = "heun",
     device: torch.device | str = "cpu",
     batch_size: int | None = None,
-    bf16: bool = False,
+    bf16: bool = True,
     fp32_steps: int = 2,
     snap: bool = True,
     ema: bool = True,
     force: bool = False,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """Sample ``n`` fields from a checkpoint (or a run directory's best or final one, see
-    :func:`pirf.models.resolve_checkpoint`) into ``out``; returns the summary (JSON-able)."""
-    destination = check_destination(out, force=force)
-    torch_device = resolve_device(device)
-    model = load_model(checkpoint, device=torch_device, ema=ema)
+    """Sample ``n`` fields from a checkpoint into ``out``; returns the summary (JSON-able).
+
+    ``checkpoint`` may be a run directory: its ``best/`` if it has one, else its final
+    ``checkpoint/`` (the summary's ``checkpoint`` and ``checkpoint_kind`` say which).
+    Every argument is checked before the model is loaded; the file appears only when
+    complete."""
+    check_count("n", n)
+    check_count("steps", steps)
+    check_count("seed", seed, minimum=0)
+    if batch_size is not None:
+        check_count("batch_size", batch_size, flag="--batch")
+    check_count("fp32_steps", fp32_steps, minimum=0)
+    step_function(method)
+    torch_device = check_device(device)
+    destination = check_output_file(out, "out", force=force, flag="--out-file")
+    resolved, kind, _, _ = check_model_checkpoint(checkpoint)
+    model = load_model(resolved, device=torch_device, ema=ema)
+    low_precision = bf16 and torch_device.type == "cuda"  # bf16 autocast is for GPUs
     result: SamplingResult = generate(
         model.denoiser,
         n,
@@ -64,7 +78,7 @@ def sample_to_file(
         method=method,
         device=torch_device,
         batch_size=batch_size,
-        precision=Precision(bf16=bf16, fp32_steps=fp32_steps),
+        precision=Precision(bf16=low_precision, fp32_steps=fp32_steps),
         progress=progress,
     )
     fields = to_physical(model, result.samples, snap=snap)
@@ -73,13 +87,13 @@ def sample_to_file(
     attrs = {
         "source": "model",
         "checkpoint": str(model.path),
-        "checkpoint_kind": model.kind,
+        "checkpoint_kind": kind,
         "sampler": method,
         "steps": steps,
         "nfe_per_sample": result.nfe_per_sample,
         "seconds_per_sample": result.seconds_per_sample,
         "snapped": snap,
-        "bf16": bf16,
+        "bf16": low_precision,
         "fp32_steps": fp32_steps,
     }
     write_fields(

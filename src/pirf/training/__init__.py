@@ -9,20 +9,15 @@ a stopped or killed run to exactly the weights an uninterrupted run reaches (bit
 CPU). See ``docs/training.md``.
 """
 
-from pirf.training.config import PRESET_DEFAULTS, TrainConfig, resolve
-from pirf.training.ema import EMA, ema_beta
-from pirf.training.loop import train, weights_fingerprint
-from pirf.training.metrics_log import read_metrics
-from pirf.training.schedule import learning_rate
+from pirf._lazy import lazy_exports
 
-__all__ = [
-    "EMA",
-    "PRESET_DEFAULTS",
-    "TrainConfig",
-    "ema_beta",
-    "learning_rate",
-    "read_metrics",
-    "resolve",
-    "train",
-    "weights_fingerprint",
-]
+__all__ = lazy_exports(
+    __name__,
+    {
+        "config": ["PRESET_DEFAULTS", "TrainConfig", "resolve"],
+        "ema": ["EMA", "ema_beta"],
+        "loop": ["train", "weights_fingerprint"],
+        "metrics_log": ["read_metrics"],
+        "schedule": ["learning_rate"],
+    },
+)

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 import pirf.data
+from pirf.checks import check_training_run
 from pirf.errors import PirfError, option
 from pirf.models import (
     EDMDenoiser,
@@ -353,11 +354,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
     random-number state is left as it was.
     """
     requested_iters = config.optimiser.iters
-    config = prepare(config)
+    check_arguments(config)
     if config.run.resume:
         finished = rundir.finished_run(Path(config.run.out), requested_iters)
         if finished is not None:
             return finished.result()
+    config = prepare(config)
+    check_training_run(config)
     context = distributed.setup(config.run.device)
     try:
         devices = [context.device.index or 0] if context.device.type == "cuda" else []

@@ -13,7 +13,8 @@
 
 Periodic checkpoints get new names; older ones are removed only after a newer one is
 complete (renamed out of the way first, then deleted), so a process killed at any moment
-leaves at least one intact checkpoint under a checkpoint name.
+leaves at least one intact checkpoint under a checkpoint name. What such a kill leaves
+besides (hidden staging folders of a half-written save) is removed when the run resumes.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ NOT_REPRODUCED = ("resume", "stop_at", "progress", "report_only")
 """Settings of one invocation that ``config.toml`` leaves out: reading it back starts the
 same run afresh."""
 _NAME = re.compile(r"^iter-(\d+)$")
+_STAGING = re.compile(r"^\.(?:.+\.(?:tmp|old)|trash)-[a-z0-9_]+$")
+"""Hidden folders of a save in progress: ``.NAME.tmp-*`` (a checkpoint being written),
+``.NAME.old-*`` (the one it replaces) and ``.trash-*`` (a pruned periodic checkpoint)."""
 
 
 def periodic_name(iteration: int) -> str:
@@ -79,6 +83,8 @@ def prepare(out: Path, *, resume: bool, create: bool = True) -> Path | None:
                 f"nothing to resume in {out}: it has no checkpoint under {PERIODIC}/; "
                 f"start the run without {option('resume', True)}"
             )
+        if create:
+            remove_staging(out)
         return latest
     if latest is not None or (out / FINAL).exists():
         raise PirfError(
@@ -163,6 +169,21 @@ def write_config(out: Path, config: Any, command: str) -> Path:
     return path
 
 
+def remove_staging(out: Path) -> list[Path]:
+    """Delete the staging folders that a process killed while saving left in the run
+    directory and its periodic-checkpoint folder; returns what was removed. Call it only
+    while no checkpoint of the run is being written (when the run resumes)."""
+    removed = []
+    for folder in (out, out / PERIODIC):
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir()):
+            if entry.is_dir() and not entry.is_symlink() and _STAGING.match(entry.name):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+    return removed
+
+
 def prune(out: Path, keep: int) -> None:
     """Remove all but the newest ``keep`` periodic checkpoints.
 
@@ -192,5 +213,6 @@ __all__ = [
     "periodic_name",
     "prepare",
     "prune",
+    "remove_staging",
     "write_config",
 ]
