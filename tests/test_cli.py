@@ -47,6 +47,17 @@ def test_importing_a_package_loads_no_numerical_package(package):
     assert loaded.strip() == ""
 
 
+@pytest.mark.parametrize("command", ["train", "finetune", "bench", "demo", "sample", "evaluate"])
+def test_a_commands_help_loads_no_numerical_package(command):
+    output = _fresh_python(
+        "import sys\n"
+        "from pirf.cli import main\n"
+        f"code = main([{command!r}, '--help'])\n"
+        f"print(code, ' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    assert output.splitlines()[-1].strip() == "0"
+
+
 def test_root_help_lists_every_command_without_loading_them():
     output = _fresh_python(
         "import sys\n"

@@ -18,22 +18,11 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import torch
 import typer
 from rich.table import Table
 
-import pirf.data
-from pirf.assets import shipped_checkpoint
-from pirf.checks import check_device, check_output_dir
 from pirf.cli._common import ThreadsOpt, console, console_err, emit_json, use_threads
 from pirf.errors import PirfError
-from pirf.evaluation.figures import save_comparison
-from pirf.evaluation.protocol import evaluate_checkpoint
-from pirf.finetune import FinetuneConfig, finetune
-from pirf.models import load_model, resolve_checkpoint
-from pirf.sampling.from_checkpoint import to_physical
-from pirf.sampling.generate import generate
-from pirf.training import TrainConfig, train
 
 PDE = "poisson"
 BASE = "poisson-tiny"
@@ -78,6 +67,14 @@ def _metrics(row: dict[str, Any]) -> dict[str, Any]:
 
 def _figure(out_dir: Path, test: Path, models: dict[str, Path], steps: int) -> Path:
     """One sample of the data beside base and fine-tuned samples of the same noise."""
+    import torch
+
+    import pirf.data
+    from pirf.evaluation.figures import save_comparison
+    from pirf.models import load_model
+    from pirf.sampling.from_checkpoint import to_physical
+    from pirf.sampling.generate import generate
+
     data = pirf.data.load(test)
     try:
         pde = data.pde
@@ -120,6 +117,16 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Base model -> PIRF fine-tuning -> evaluation at 20 steps, with a table and a figure."""
+    import torch
+
+    import pirf.data
+    from pirf.assets import shipped_checkpoint
+    from pirf.checks import check_device, check_output_dir
+    from pirf.evaluation.protocol import evaluate_checkpoint
+    from pirf.finetune import FinetuneConfig, finetune
+    from pirf.models import resolve_checkpoint
+    from pirf.training import TrainConfig, train
+
     use_threads(threads)
     if iters <= 0 or n_eval < 4:
         raise PirfError("--iters must be positive and --eval-n at least 4")
