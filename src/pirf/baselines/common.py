@@ -382,7 +382,7 @@ def optimise(
     finally:
         task.batches.close()
         model.eval()
-    return Optimisation(task.history, float(summary["total_seconds"]))
+    return Optimisation(task.history, float(summary.total_seconds))
 
 
 __all__ = [

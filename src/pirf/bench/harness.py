@@ -39,7 +39,7 @@ from pirf.bench.report import write_report
 from pirf.checks import check_count, check_device, check_output_dir
 from pirf.errors import PirfError, option
 from pirf.evaluation import evaluate_fields, ground_truth_floor, prepare_reference
-from pirf.evaluation.protocol import headline
+from pirf.evaluation.results import headline
 from pirf.models import read_checkpoint_info
 from pirf.training import TrainConfig, rundir, train
 
@@ -177,7 +177,7 @@ def _evaluation_stage(ctx: Context, method: str, steps: int, reference: Callable
                 "backward_per_sample": sampled.backward_per_sample,
                 "seconds_per_sample": result.seconds_per_sample,
                 "cost": adapter.cost(ctx),
-                "headline": headline(metrics),
+                "headline": headline(metrics).to_json(),
                 "metrics": metrics,
             },
         )
@@ -203,7 +203,9 @@ def _ground_truth_stage(ctx: Context, reference: Callable) -> Stage:
         finally:
             data.close()
         save_file({"samples": first}, str(path.with_suffix(".safetensors")))
-        write_json(path, {"headline": headline(floor), "metrics": floor, "n": len(first)})
+        write_json(
+            path, {"headline": headline(floor).to_json(), "metrics": floor, "n": len(first)}
+        )
 
     return Stage("ground truth: residual floor and fidelity floors", path, run)
 

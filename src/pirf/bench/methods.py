@@ -41,7 +41,7 @@ from pirf.data.atomic import fsync_path
 from pirf.errors import PirfError, option, python_words
 from pirf.evaluation import evaluate_fields
 from pirf.evaluation.band import DEFAULT_BAND, Fidelity, FidelityBand
-from pirf.evaluation.protocol import headline
+from pirf.evaluation.results import headline
 from pirf.finetune import FinetuneConfig, finetune
 from pirf.finetune.config import resolve
 from pirf.models import LoadedModel, load_model, resolve_checkpoint
@@ -248,8 +248,8 @@ def _fidelity_score(
         model.pde, physical, reference, reference.normalisation, consistency=False
     )
     row = headline(metrics)
-    residual = row["residual_mse"]
-    fidelity = {"mmd": row["mmd"], "diversity": row["diversity"]}
+    residual = row.residual_mse
+    fidelity = row.fidelity()
     if residual is None or not math.isfinite(residual):
         return math.inf, fidelity
     if base_fidelity is not None and not FidelityBand(FIDELITY_BAND, base_fidelity).inside(

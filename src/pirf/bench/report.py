@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from pirf.bench.methods import METHODS, PIRF_VARIANTS, Context, write_json
 from pirf.evaluation.band import DEFAULT_BAND, FidelityBand
 from pirf.evaluation.figures import agg_figure, save_comparison
+from pirf.evaluation.results import Headline
 
 BAR_STEPS = 20
 FIDELITY_BAND = DEFAULT_BAND
@@ -33,6 +34,11 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 def _fmt(value: Any, spec: str = ".3g") -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _head(row: dict[str, Any]) -> Headline:
+    """A result row's headline numbers."""
+    return Headline.from_json(row["headline"])
 
 
 def _cost(row: dict[str, Any]) -> int:
@@ -49,18 +55,18 @@ def pirf_bar(
     pirf = at.get(method)
     if pirf is None or base is None:
         return None
-    residual = pirf["headline"]["residual_mse"]
+    residual = _head(pirf).residual_mse
     beaten, not_beaten = [], []
     for name, row in at.items():
         if name in ("base", *PIRF_VARIANTS):
             continue
         if _cost(row) < _cost(pirf):
             continue  # cheaper baselines are not part of the bar
-        (beaten if residual < row["headline"]["residual_mse"] else not_beaten).append(name)
-    band = FidelityBand(FIDELITY_BAND, base["headline"])
-    violations = band.violations(pirf["headline"])
-    base_fidelity, fidelity = base["headline"]["mmd"], pirf["headline"]["mmd"]
-    base_diversity, diversity = base["headline"].get("diversity"), pirf["headline"].get("diversity")
+        (beaten if residual < _head(row).residual_mse else not_beaten).append(name)
+    band = FidelityBand(FIDELITY_BAND, _head(base).fidelity())
+    violations = band.violations(_head(pirf).fidelity())
+    base_fidelity, fidelity = _head(base).mmd, _head(pirf).mmd
+    base_diversity, diversity = _head(base).diversity, _head(pirf).diversity
     fidelity_ok = fidelity is not None and base_fidelity is not None and not violations
     return {
         "steps": BAR_STEPS,
@@ -101,27 +107,28 @@ def goals(
     mine = at.get(method)
     if mine is None or base is None:
         return None
-    head, base_head = mine["headline"], base["headline"]
-    residual = head["residual_mse"]
-    floor = truth["headline"]["residual_mse"] if truth else 0.0
-    target = max(base_head["residual_mse"] / GOAL_FACTOR, GOAL_FLOOR_FACTOR * floor)
+    head, base_head = _head(mine), _head(base)
+    residual = head.residual_mse
+    floor = _head(truth).residual_mse if truth else 0.0
+    target = max(base_head.residual_mse / GOAL_FACTOR, GOAL_FLOOR_FACTOR * floor)
     baselines = [r for r in rows if r["method"] not in ("base", *PIRF_VARIANTS)]
     costlier = [r for r in baselines if _cost(r) >= _cost(mine)]
     not_beaten = [
         f"{r['method']}@{r['steps']}"
         for r in costlier
-        if not residual < r["headline"]["residual_mse"]
+        if not residual < _head(r).residual_mse
     ]
-    in_band = not FidelityBand(FIDELITY_BAND, base_head).violations(head)
+    in_band = not FidelityBand(FIDELITY_BAND, base_head.fidelity()).violations(head.fidelity())
 
     def no_worse(key: str) -> bool | None:
-        if head.get(key) is None or base_head.get(key) is None:
+        mine_value, base_value = getattr(head, key), getattr(base_head, key)
+        if mine_value is None or base_value is None:
             return None
-        return bool(head[key] <= base_head[key])
+        return bool(mine_value <= base_value)
 
     best_baseline = min(
         (r for r in baselines if r["steps"] == BAR_STEPS),
-        key=lambda r: r["headline"]["residual_mse"],
+        key=lambda r: _head(r).residual_mse,
         default=None,
     )
     checks = {
@@ -136,19 +143,19 @@ def goals(
         "steps": BAR_STEPS,
         "residual_mse": residual,
         "residual_target": target,
-        "residual_ratio": base_head["residual_mse"] / residual if residual else None,
+        "residual_ratio": base_head.residual_mse / residual if residual else None,
         "not_lower_than": not_beaten,
-        "consistency": head.get("consistency"),
-        "base_consistency": base_head.get("consistency"),
-        "mmd": head.get("mmd"),
-        "base_mmd": base_head.get("mmd"),
+        "consistency": head.consistency,
+        "base_consistency": base_head.consistency,
+        "mmd": head.mmd,
+        "base_mmd": base_head.mmd,
         "best_baseline": None
         if best_baseline is None
         else {
             "method": best_baseline["method"],
-            "residual_mse": best_baseline["headline"]["residual_mse"],
-            "mmd": best_baseline["headline"]["mmd"],
-            "consistency": best_baseline["headline"].get("consistency"),
+            "residual_mse": _head(best_baseline).residual_mse,
+            "mmd": _head(best_baseline).mmd,
+            "consistency": _head(best_baseline).consistency,
         },
         "checks": checks,
         "met": all(value is not False for value in checks.values()),
@@ -170,23 +177,23 @@ def _table(pde: str, truth: dict[str, Any] | None, rows: list[dict[str, Any]]) -
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     if truth is not None:
-        h = truth["headline"]
+        h = _head(truth)
         lines.append(
-            f"| ground truth | - | {_fmt(h['residual_mse'])} | {_fmt(h['residual_mse_median'])} "
-            f"| {_fmt(h['residual_mse_p90'])} | {_fmt(h['residual_mae'])} "
-            f"| {_fmt(h['consistency'])} | {_fmt(h['mmd'])} | - | - | - | - | - |"
+            f"| ground truth | - | {_fmt(h.residual_mse)} | {_fmt(h.residual_mse_median)} "
+            f"| {_fmt(h.residual_mse_p90)} | {_fmt(h.residual_mae)} "
+            f"| {_fmt(h.consistency)} | {_fmt(h.mmd)} | - | - | - | - | - |"
         )
     for row in rows:
-        h, cost = row["headline"], row.get("cost") or {}
+        h, cost = _head(row), row.get("cost") or {}
         preparation = sum(
             v for k, v in cost.items() if k.endswith("_seconds") and isinstance(v, (int, float))
         )
         lines.append(
-            f"| {row['label']} | {row['steps']} | {_fmt(h['residual_mse'])} "
-            f"| {_fmt(h['residual_mse_median'])} | {_fmt(h['residual_mse_p90'])} "
-            f"| {_fmt(h['residual_mae'])} | {_fmt(h['consistency'])} "
-            f"| {_fmt(h['mmd'])} ({_fmt(h['mmd_floor'], '.2g')}) | {_fmt(h['spectrum_error'])} "
-            f"| {_fmt(h['diversity'], '.3f')} | {row['nfe']}+{row.get('backward_per_sample', 0)} "
+            f"| {row['label']} | {row['steps']} | {_fmt(h.residual_mse)} "
+            f"| {_fmt(h.residual_mse_median)} | {_fmt(h.residual_mse_p90)} "
+            f"| {_fmt(h.residual_mae)} | {_fmt(h.consistency)} "
+            f"| {_fmt(h.mmd)} ({_fmt(h.mmd_floor, '.2g')}) | {_fmt(h.spectrum_error)} "
+            f"| {_fmt(h.diversity, '.3f')} | {row['nfe']}+{row.get('backward_per_sample', 0)} "
             f"| {_fmt(row['seconds_per_sample'], '.3f')} | {_fmt(preparation or None, '.0f')} |"
         )
     return lines
@@ -222,13 +229,13 @@ def _figures(ctx: Context, rows: list[dict[str, Any]], folder: Path) -> list[str
         label = mine[0]["label"]
         nfe_axis.plot(
             [_cost(r) for r in mine],
-            [r["headline"]["residual_mse"] for r in mine],
+            [_head(r).residual_mse for r in mine],
             marker="o",
             label=label,
         )
         fidelity_axis.scatter(
-            [r["headline"]["mmd"] for r in mine],
-            [r["headline"]["residual_mse"] for r in mine],
+            [_head(r).mmd for r in mine],
+            [_head(r).residual_mse for r in mine],
             label=label,
         )
     for axis in (nfe_axis, fidelity_axis):
@@ -364,10 +371,10 @@ def results_json(report: dict[str, Any]) -> dict[str, Any]:
                     "method": RESULT_NAMES.get(row["method"], row["method"]),
                     "steps": row["steps"],
                     "nfe": _cost(row),
-                    "residual_mse": row["headline"]["residual_mse"],
-                    "consistency": row["headline"].get("consistency"),
-                    "joint_mmd": row["headline"]["mmd"],
-                    "diversity": row["headline"].get("diversity"),
+                    "residual_mse": _head(row).residual_mse,
+                    "consistency": _head(row).consistency,
+                    "joint_mmd": _head(row).mmd,
+                    "diversity": _head(row).diversity,
                 }
                 for row in entry["rows"]
             ],

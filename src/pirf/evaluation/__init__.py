@@ -35,6 +35,7 @@ __all__ = lazy_exports(
             "residual_per_sample",
             "residual_summary",
         ],
+        "results": ["Headline", "RunSummary", "headline"],
         "spectra": ["log_spectrum_error", "radial_power_spectrum", "spectra"],
         "statistics": ["register_statistic", "statistics_for"],
         "summary": ["summarise"],

@@ -30,35 +30,7 @@ from pirf.errors import PirfError, option
 from pirf.evaluation.figures import save_sample_grid, save_spectra
 from pirf.evaluation.metrics import evaluate_fields, ground_truth_floor, prepare_reference
 from pirf.evaluation.report import source_label
-
-
-def _value(tree: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(tree, dict) or key not in tree:
-            return None
-        tree = tree[key]
-    return tree
-
-
-def headline(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The numbers of one row of the readable table (``None`` where not measured)."""
-    physics, fidelity = metrics.get("physics", {}), metrics.get("fidelity", {})
-    row = {
-        "residual_mse": _value(physics, "residual", "mse", "mean"),
-        "residual_mse_median": _value(physics, "residual", "mse", "median"),
-        "residual_mse_p90": _value(physics, "residual", "mse", "p90"),
-        "residual_mae": _value(physics, "residual", "mae", "mean"),
-        "consistency": _value(physics, "consistency", "mean"),
-        "mmd": _value(fidelity, "distance", "joint", "mmd", "value"),
-        "mmd_floor": _value(fidelity, "distance", "joint", "mmd", "floor"),
-        "energy": _value(fidelity, "distance", "joint", "energy", "value"),
-        "spectrum_error": _value(fidelity, "spectrum", "log10_error", "mean", "value"),
-        "diversity": _value(fidelity, "diversity", "ratio", "value"),
-    }
-    for name, stat in (fidelity.get("statistics") or {}).items():
-        row[name] = stat.get("samples") if isinstance(stat, dict) else None
-    return row
-
+from pirf.evaluation.results import headline
 
 FIGURE_SAMPLES = 4
 """Samples per grid figure."""
@@ -167,7 +139,7 @@ def evaluate_files(
                 "nfe": attrs.get("nfe_per_sample"),
                 "seconds_per_sample": attrs.get("seconds_per_sample"),
                 "metrics": metrics,
-                "headline": headline(metrics),
+                "headline": headline(metrics).to_json(),
             }
         )
     floor = ground_truth_floor(
@@ -261,7 +233,7 @@ def evaluate_checkpoint(
                 "nfe": result.nfe_per_sample,
                 "seconds_per_sample": result.seconds_per_sample,
                 "metrics": metrics,
-                "headline": headline(metrics),
+                "headline": headline(metrics).to_json(),
             }
         )
     floor = ground_truth_floor(
@@ -282,6 +254,6 @@ def _report(
         "reference": str(reference),
         "n_reference": n_reference,
         "pirf_version": pirf.__version__,
-        "ground_truth": {"metrics": floor, "headline": headline(floor)},
+        "ground_truth": {"metrics": floor, "headline": headline(floor).to_json()},
         "rows": rows,
     }

@@ -28,7 +28,7 @@ import torch
 
 from pirf.evaluation import PreparedReference, evaluate_fields, residual_summary
 from pirf.evaluation.band import FidelityBand
-from pirf.evaluation.protocol import headline
+from pirf.evaluation.results import headline
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import Normalisation
 from pirf.sampling import Precision, generate
@@ -94,9 +94,9 @@ def evaluate_model(
                 pde, physical, reference, reference.normalisation, consistency=False
             )
             row = headline(metrics)
-            residual[budget] = row["residual_mse"]
-            median[budget] = row["residual_mse_median"]
-            fidelity = {key: row[key] for key in FIDELITY_KEYS}
+            residual[budget] = row.residual_mse
+            median[budget] = row.residual_mse_median
+            fidelity = {key: getattr(row, key) for key in FIDELITY_KEYS}
         else:
             summary = residual_summary(pde, physical)
             residual[budget] = summary["mse"]["mean"]

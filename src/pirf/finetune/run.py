@@ -470,7 +470,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
                 ),
                 task.start_counters,
             )
-            summary = loop.run(fresh=lambda: task.state["base"] is None)
+            summary = loop.run(fresh=lambda: task.state["base"] is None).to_json()
             if context.is_main:
                 if config.run.figures:
                     summary["figures"] = save_curves(

@@ -382,7 +382,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                     ),
                     task.start_counters,
                 )
-                summary = loop.run()
+                summary = loop.run().to_json()
                 if context.is_main:
                     (task.out / rundir.SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
                 return summary

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pirf.evaluation.results import RunSummary
 from pirf.training import rundir
 from pirf.training.metrics_log import MetricsLog
 from pirf.training.progress import TrainingProgress
@@ -166,10 +167,10 @@ class RunLoop:
         self.task.save(path, periodic=True, counters=self.counters)
         rundir.prune(self.out, self.settings.keep_checkpoints)
 
-    def run(self, *, fresh: Callable[[], bool] | None = None) -> dict[str, Any]:
-        """Run from the counters' iteration to the end (or ``stop_at``); returns the loop's
-        summary entries merged with the task's. ``fresh``: whether the task must begin
-        (default: when no iteration is done)."""
+    def run(self, *, fresh: Callable[[], bool] | None = None) -> RunSummary:
+        """Run from the counters' iteration to the end (or ``stop_at``); returns the run's
+        summary, the task's own entries in its ``details``. ``fresh``: whether the task
+        must begin (default: when no iteration is done)."""
         settings, task = self.settings, self.task
         total = int(settings.optimiser.iters)
         start = self.iteration
@@ -222,25 +223,23 @@ class RunLoop:
         self.progress = None
         elapsed = time.perf_counter() - began
         self.counters["seconds"] = seconds_before + elapsed
-        median = self.summary_median()
-        summary = {
-            "out": str(self.out),
-            "checkpoint": str(self.out / rundir.FINAL) if completed else None,
-            "completed": completed,
-            "stopped": self.stopped,
-            "start_iteration": start,
-            "iterations": self.iteration,
-            "target_iterations": total,
-            "final_loss": None if self.logged is None else self.logged["loss"],
-            "final_loss_iterations": self.logged_count,
-            "final_lr": self.lr,
-            "seconds": elapsed,
-            "total_seconds": self.counters["seconds"],
-            "seconds_per_iteration": median,
-            "metrics": str(self.out / rundir.METRICS),
-            **task.summary(self),
-        }
-        return summary
+        return RunSummary(
+            out=str(self.out),
+            checkpoint=str(self.out / rundir.FINAL) if completed else None,
+            completed=completed,
+            stopped=self.stopped,
+            start_iteration=start,
+            iterations=self.iteration,
+            target_iterations=total,
+            final_loss=None if self.logged is None else self.logged["loss"],
+            final_loss_iterations=self.logged_count,
+            final_lr=self.lr,
+            seconds=elapsed,
+            total_seconds=self.counters["seconds"],
+            seconds_per_iteration=self.summary_median(),
+            metrics=str(self.out / rundir.METRICS),
+            details=task.summary(self),
+        )
 
 
 __all__ = ["LoopSettings", "RunLoop", "StepStats", "Task"]
