@@ -142,7 +142,7 @@ def check_output_file(
     """An output file a command will write at its end (samples, a report): its folder
     exists and is writable, it is not a directory, not inside a checkpoint, and not an
     existing file unless ``force``."""
-    from pirf.data.atomic import check_destination
+    from pirf.atomic import check_destination
 
     check_not_inside_checkpoint(path, name, flag=flag)
     return check_destination(path, force=force, name=name, flag=flag)

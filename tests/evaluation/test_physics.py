@@ -10,9 +10,9 @@ from pirf.evaluation import (
     consistency_summary,
     residual_per_sample,
     residual_summary,
-    summarise,
 )
 from pirf.pdes import define_pde
+from pirf.summaries import summarise
 from tests.evaluation.toy_fields import ToyDarcy, ToyPoisson, add_noise, draw
 
 

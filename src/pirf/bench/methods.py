@@ -34,10 +34,10 @@ from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 import torch
 
+from pirf.atomic import fsync_path
 from pirf.baselines import guidance, pgdiffusion
 from pirf.baselines.pgdiffusion import PGDiffusionConfig, pgdiffusion_train
 from pirf.baselines.pidm import PIDMConfig, pidm_finetune
-from pirf.data.atomic import fsync_path
 from pirf.errors import PirfError, option, python_words
 from pirf.evaluation import evaluate_fields
 from pirf.evaluation.band import DEFAULT_BAND, Fidelity, FidelityBand

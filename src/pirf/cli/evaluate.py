@@ -110,8 +110,8 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Residual, solver consistency and data fidelity against held-out data, with floors."""
+    from pirf.atomic import atomic_output
     from pirf.checks import check_output_file, checkpoint_note
-    from pirf.data.atomic import atomic_output
     from pirf.evaluation.protocol import evaluate_checkpoint, evaluate_files
 
     use_threads(threads)

@@ -20,10 +20,10 @@ from pirf.data.loader import load
 from pirf.data.writer import stats_by_channel
 from pirf.devices import resolve_device
 from pirf.errors import PirfError
-from pirf.evaluation.physics import residual_per_sample
-from pirf.evaluation.summary import summarise as summary_of
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import ChannelStats
+from pirf.pdes.residuals import residual_per_sample
+from pirf.summaries import summarise as summary_of
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -40,7 +40,7 @@ def residual_errors(
 
 def summarise(mse: np.ndarray, mae: np.ndarray) -> dict[str, float]:
     """Mean, median and 90th percentile of per-sample MSE and MAE, in the check's flat
-    layout (from :func:`pirf.evaluation.summary.summarise`)."""
+    layout (from :func:`pirf.summaries.summarise`)."""
     by_norm = {"mse": summary_of(torch.as_tensor(mse)), "mae": summary_of(torch.as_tensor(mae))}
     return {
         **{norm: by_norm[norm]["mean"] for norm in ("mse", "mae")},

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 import pirf.pdes
+from pirf.atomic import check_destination
 from pirf.checks import check_not_inside_checkpoint, check_writable_dir
-from pirf.data.atomic import check_destination
 from pirf.data.defaults import DEFAULT_BATCH_SIZE
 from pirf.data.writer import COMPRESSIONS, WriteSummary, open_writer
 from pirf.devices import resolve_device

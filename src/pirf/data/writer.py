@@ -3,7 +3,7 @@
 One writer serves generated datasets and model samples alike: chunks of samples stream in
 (a dataset never has to fit in memory), per-channel statistics accumulate in float64 on
 the stored float32 values, and the file appears under its name only once it is complete
-(see :mod:`pirf.data.atomic`).
+(see :mod:`pirf.atomic`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import pirf
-from pirf.data.atomic import atomic_output, check_destination
+from pirf.atomic import atomic_output, check_destination
 from pirf.data.format import (
     FIELDS,
     FORMAT_NAME,

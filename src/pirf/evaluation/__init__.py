@@ -38,6 +38,5 @@ __all__ = lazy_exports(
         "results": ["Headline", "RunSummary", "headline"],
         "spectra": ["log_spectrum_error", "radial_power_spectrum", "spectra"],
         "statistics": ["register_statistic", "statistics_for"],
-        "summary": ["summarise"],
     },
 )

@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import pirf
-from pirf.data.atomic import fsync_path
+from pirf.atomic import fsync_path
 from pirf.errors import PirfError
 from pirf.models.backbone import check_architecture
 from pirf.models.edm import SIGMA_DATA, EDMDenoiser, build_denoiser
