@@ -253,9 +253,11 @@ def check_training_run(config: TrainConfig) -> None:
     from pirf.models.presets import unet_config
     from pirf.training import rundir
     from pirf.training.loop import _check_resume  # the run's own check, made earlier here
+    from pirf.training.tracking import check_tracker
 
     out = Path(config.run.out)
     check_device(config.run.device)
+    check_tracker(config.run.tracker)
     check_output_dir(out, "out")
     resume_from = rundir.prepare(out, resume=bool(config.run.resume), create=False)
     data = check_dataset(config.data, "data")
@@ -288,9 +290,11 @@ def check_finetune_run(config: FinetuneConfig) -> None:
     from pirf.models.checkpoint import file_sha256, read_checkpoint_info
     from pirf.models.edm import build_denoiser
     from pirf.training import rundir
+    from pirf.training.tracking import check_tracker
 
     out = Path(config.run.out)
     check_device(config.run.device)
+    check_tracker(config.run.tracker)
     check_output_dir(out, "out")
     resume_from = rundir.prepare(out, resume=bool(config.run.resume), create=False)
     ckpt, _, info, pde = check_model_checkpoint(config.ckpt, verify=True)

@@ -25,10 +25,10 @@ from rich.markup import escape
 from pirf.cli._common import console_err
 from pirf.errors import PirfError, command_line_words
 
-try:  # typer < 0.20 runs on click; later versions vendor it, with this base class
-    from click import ClickException
-except ImportError:
+try:  # typer >= 0.20 vendors click (a separately installed click is then not typer's)
     from typer.exceptions import TyperException as ClickException
+except ImportError:  # older typer runs on click itself
+    from click import ClickException
 
 COMMANDS: dict[str, str] = {
     "pdes": "pirf.cli.pdes:list_pdes",

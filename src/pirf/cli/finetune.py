@@ -99,6 +99,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     ]
     if summary["stopped"]:
         rows.append(("stopped", summary["stopped"]["reason"]))
+    if summary.get("tracker"):
+        rows.append(("tracker", summary["tracker"]))
     if summary["nonfinite_samples"] or summary["nonfinite_gradients"]:
         rows.append(
             (

@@ -40,6 +40,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         ("checkpoint", summary["checkpoint"]),
         ("metrics", summary["metrics"]),
     ]
+    if summary.get("tracker"):
+        rows.append(("tracker", summary["tracker"]))
     if summary["figures"]:
         rows.append(("last figure", summary["figures"][-1]))
     for key, value in rows:

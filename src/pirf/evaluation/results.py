@@ -108,6 +108,8 @@ class RunSummary:
     seconds_per_iteration: float | None
     """Median over this invocation's steps."""
     metrics: str
+    tracker: str | None = None
+    """How to look at the run in its tracker (``--tracker``), if any."""
     details: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

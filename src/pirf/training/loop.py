@@ -369,17 +369,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             try:
                 loop = RunLoop(
                     task,
-                    LoopSettings(
-                        out=task.out,
-                        optimiser=config.optimiser,
-                        checkpoint_every=config.run.checkpoint_every,
-                        keep_checkpoints=config.run.keep_checkpoints,
-                        log_every=config.run.log_every,
-                        stop_at=config.run.stop_at,
-                        resume=bool(config.run.resume),
-                        progress=bool(config.run.progress),
-                        main=context.is_main,
-                    ),
+                    LoopSettings.of(config, task.out, main=context.is_main),
                     task.start_counters,
                 )
                 summary = loop.run().to_json()

@@ -1,9 +1,9 @@
-"""``metrics.jsonl``: one JSON object per line, appended as training goes.
+"""``metrics.jsonl``: one JSON object per line, appended as a run goes.
 
-Each line covers ``log_every`` iterations: ``iteration`` (steps done), ``samples`` (seen),
-``loss`` and ``grad_norm`` (means over the interval; the norm is taken before clipping),
-``lr`` (of the interval's last step), ``samples_per_s`` (over the interval) and
-``seconds`` (wall time of the run, resumed parts included). A resumed run first drops the
+The run loop writes a ``"kind": "train"`` line per ``log_every`` iterations
+(:mod:`pirf.training.runloop` lists its keys); fine-tuning adds ``"kind": "eval"`` lines. A
+tracker (:mod:`pirf.training.tracking`), if any, gets each line too, with nested values
+under ``parent/child`` keys (``residual_mse/20``, ``fidelity/mmd``). A resumed run first drops the
 lines after its checkpoint (and a line cut short by a crash), so the file always
 describes one consistent history.
 """
@@ -21,10 +21,11 @@ from pirf.errors import PirfError
 class MetricsLog:
     """Appends metric records to a JSON-lines file."""
 
-    def __init__(self, path: Path, *, resume_from: int | None) -> None:
+    def __init__(self, path: Path, *, resume_from: int | None, tracker: Any = None) -> None:
         """Start the file anew (``resume_from=None``) or keep its records up to iteration
-        ``resume_from``."""
+        ``resume_from``. ``tracker`` (:mod:`pirf.training.tracking`) gets every new line."""
         self.path = path
+        self.tracker = tracker
         kept: list[str] = []
         if resume_from is not None and path.is_file():
             kept = [
@@ -38,11 +39,14 @@ class MetricsLog:
             raise PirfError(f"cannot write {path}: {error.strerror}") from None
 
     def append(self, record: dict[str, Any]) -> None:
-        """Write one record as a line and flush it to the file."""
+        """Write one record as a line, flush it to the file and hand it to the tracker, if
+        any."""
         with self.path.open("a") as file:
             file.write(json.dumps(record) + "\n")
             file.flush()
             os.fsync(file.fileno())
+        if self.tracker is not None:
+            self.tracker.log(record)
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

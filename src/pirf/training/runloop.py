@@ -32,6 +32,7 @@ from pirf.training import rundir
 from pirf.training.metrics_log import MetricsLog
 from pirf.training.progress import TrainingProgress
 from pirf.training.schedule import scheduled_rate, set_learning_rate
+from pirf.training.tracking import open_tracker
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,32 @@ class LoopSettings:
     progress: bool
     main: bool = True
     """Whether this process writes files and shows progress (rank 0)."""
+    tracker: str | None = None
+    """``tensorboard`` or ``wandb``: a tracker (:mod:`pirf.training.tracking`) that gets every
+    line of the log (opened on the main process for the run)."""
+    record: dict[str, Any] = field(default_factory=dict)
+    """The run's resolved settings (the tracker's configuration)."""
+
+    @classmethod
+    def of(cls, config: Any, out: Path, *, main: bool) -> LoopSettings:
+        """The loop's settings of a run configuration with ``optimiser`` and ``run``
+        sections (training, fine-tuning)."""
+        from pirf.settings import record
+
+        run = config.run
+        return cls(
+            out=out,
+            optimiser=config.optimiser,
+            checkpoint_every=run.checkpoint_every,
+            keep_checkpoints=run.keep_checkpoints,
+            log_every=run.log_every,
+            stop_at=run.stop_at,
+            resume=bool(run.resume),
+            progress=bool(run.progress),
+            main=main,
+            tracker=run.tracker,
+            record=record(config),
+        )
 
 
 class RunLoop:
@@ -176,51 +203,67 @@ class RunLoop:
         start = self.iteration
         end = min(total, settings.stop_at) if settings.stop_at is not None else total
         end = max(end, start)
+        tracker = None
         if settings.main:
             resume_from = start if settings.resume else None
-            self.metrics = MetricsLog(self.out / rundir.METRICS, resume_from=resume_from)
+            tracker = open_tracker(
+                settings.tracker, self.out, name=self.out.name, config=settings.record
+            )
+            self.metrics = MetricsLog(
+                self.out / rundir.METRICS, resume_from=resume_from, tracker=tracker
+            )
         seconds_before = float(self.counters.get("seconds", 0.0))
         began = time.perf_counter()
         interval: list[StepStats] = []
-        with TrainingProgress(
-            enabled=settings.progress and settings.main, start=start, total=total, label=task.label
-        ) as progress:
-            self.progress = progress
-            if fresh() if fresh is not None else start == 0:
-                task.begin(self)
-                progress.restart()
-            iteration = start
-            while iteration < end and self.stopped is None:
-                self.lr = scheduled_rate(settings.optimiser, iteration)
-                set_learning_rate(task.optimizer, self.lr)
-                stats = task.step(iteration, self.lr)
-                iteration += 1
-                interval.append(stats)
-                self.step_seconds.append(stats.seconds)
-                self.counters = {
-                    "iteration": iteration,
-                    **task.counters(iteration),
-                    "seconds": seconds_before + time.perf_counter() - began,
-                }
-                progress.update(iteration, sum(s.loss for s in interval) / len(interval))
-                reason = task.guard(stats)
-                last = iteration == end
-                if iteration % settings.log_every == 0 or last or reason is not None:
-                    self.logged, self.logged_count = self._line(interval, iteration), len(interval)
-                    self.log(self.logged)
-                    interval = []
-                after = task.after_step(self, iteration, reason is not None)
-                reason = reason or after
-                if reason is not None:
-                    self.stopped = {"iteration": iteration, "reason": reason}
-                    progress.message(f"stopped: {reason}")
-                due = iteration % settings.checkpoint_every == 0 or last or self.stopped
-                if due and settings.main:
-                    self._save_periodic()
-            completed = iteration >= total or self.stopped is not None
-            if completed and settings.main:
-                task.save(self.out / rundir.FINAL, periodic=False, counters=self.counters)
-        self.progress = None
+        try:
+            with TrainingProgress(
+                enabled=settings.progress and settings.main,
+                start=start,
+                total=total,
+                label=task.label,
+            ) as progress:
+                self.progress = progress
+                if fresh() if fresh is not None else start == 0:
+                    task.begin(self)
+                    progress.restart()
+                iteration = start
+                while iteration < end and self.stopped is None:
+                    self.lr = scheduled_rate(settings.optimiser, iteration)
+                    set_learning_rate(task.optimizer, self.lr)
+                    stats = task.step(iteration, self.lr)
+                    iteration += 1
+                    interval.append(stats)
+                    self.step_seconds.append(stats.seconds)
+                    self.counters = {
+                        "iteration": iteration,
+                        **task.counters(iteration),
+                        "seconds": seconds_before + time.perf_counter() - began,
+                    }
+                    progress.update(iteration, sum(s.loss for s in interval) / len(interval))
+                    reason = task.guard(stats)
+                    last = iteration == end
+                    if iteration % settings.log_every == 0 or last or reason is not None:
+                        self.logged, self.logged_count = (
+                            self._line(interval, iteration),
+                            len(interval),
+                        )
+                        self.log(self.logged)
+                        interval = []
+                    after = task.after_step(self, iteration, reason is not None)
+                    reason = reason or after
+                    if reason is not None:
+                        self.stopped = {"iteration": iteration, "reason": reason}
+                        progress.message(f"stopped: {reason}")
+                    due = iteration % settings.checkpoint_every == 0 or last or self.stopped
+                    if due and settings.main:
+                        self._save_periodic()
+                completed = iteration >= total or self.stopped is not None
+                if completed and settings.main:
+                    task.save(self.out / rundir.FINAL, periodic=False, counters=self.counters)
+        finally:
+            self.progress = None
+            if tracker is not None:
+                tracker.close()
         elapsed = time.perf_counter() - began
         self.counters["seconds"] = seconds_before + elapsed
         return RunSummary(
@@ -238,6 +281,7 @@ class RunLoop:
             total_seconds=self.counters["seconds"],
             seconds_per_iteration=self.summary_median(),
             metrics=str(self.out / rundir.METRICS),
+            tracker=None if tracker is None else tracker.where(),
             details=task.summary(self),
         )
 

@@ -28,6 +28,7 @@ RESUMABLE = frozenset(
         "resume",
         "progress",
         "figures",
+        "tracker",
         "compile",
         "figure_every",
         "out",
@@ -79,6 +80,11 @@ class RunFiles:
     )
     resume: bool | None = setting("Continue the run in --out from its newest checkpoint.")
     figures: bool | None = setting("Draw figures (samples, curves).")
+    tracker: str | None = setting(
+        "Also send the metrics to tensorboard or wandb (optional extras; W&B offline unless "
+        "logged in), or none.",
+        metavar="{none,tensorboard,wandb}",
+    )
     progress: bool | None = setting("Show progress on stderr.", cli=False)
 
 
@@ -88,6 +94,7 @@ RUN_DEFAULTS = {
     "resume": False,
     "figures": True,
     "progress": True,
+    "tracker": "none",
 }
 """Defaults of :class:`RunFiles` shared by every kind of run."""
 
