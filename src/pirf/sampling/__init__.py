@@ -1,4 +1,4 @@
-"""Noise schedules and deterministic EDM samplers (Heun, Euler).
+"""Noise schedules and EDM samplers: deterministic (Heun, Euler) and churned (stochastic).
 
 >>> from pirf.sampling import generate
 >>> result = generate(denoiser, n=64, shape=(2, 32, 32), seed=0, steps=20)
@@ -24,6 +24,7 @@ from pirf.sampling.samplers import (
     step_function,
 )
 from pirf.sampling.schedule import RHO, SIGMA_MAX, SIGMA_MIN, karras_sigmas, noise_levels
+from pirf.sampling.stochastic import Churn, NoiseDraw, churn_level, seeded_draws
 from pirf.sampling.wrappers import (
     DenoiserWrapper,
     Finisher,
@@ -40,10 +41,12 @@ __all__ = [
     "SIGMA_MAX",
     "SIGMA_MIN",
     "STEPS",
+    "Churn",
     "Denoiser",
     "DenoiserWrapper",
     "Finisher",
     "NetworkCall",
+    "NoiseDraw",
     "Precision",
     "ProgressFn",
     "SamplerWrappers",
@@ -53,6 +56,7 @@ __all__ = [
     "StepInfo",
     "StepWrapper",
     "Trajectory",
+    "churn_level",
     "default_batch_size",
     "euler_step",
     "generate",
@@ -63,5 +67,6 @@ __all__ = [
     "network_evaluations",
     "noise_levels",
     "sample",
+    "seeded_draws",
     "step_function",
 ]
