@@ -14,6 +14,7 @@ from rich.markup import escape
 from pirf.cli import bench as bench_commands
 from pirf.cli import data as data_commands
 from pirf.cli import demo as demo_commands
+from pirf.cli import diagnose as diagnose_commands
 from pirf.cli import evaluate as evaluate_commands
 from pirf.cli import finetune as finetune_commands
 from pirf.cli import pdes as pdes_commands
@@ -38,6 +39,7 @@ app.command("finetune")(finetune_commands.finetune)
 app.command("sample")(sample_commands.sample)
 app.command("evaluate")(evaluate_commands.evaluate)
 app.command("bench")(bench_commands.bench)
+app.add_typer(diagnose_commands.app, name="diagnose")
 
 
 @app.callback()
