@@ -19,6 +19,7 @@ from pirf.cli import evaluate as evaluate_commands
 from pirf.cli import finetune as finetune_commands
 from pirf.cli import pdes as pdes_commands
 from pirf.cli import sample as sample_commands
+from pirf.cli import solve as solve_commands
 from pirf.cli import train as train_commands
 from pirf.cli._common import console_err
 from pirf.errors import PirfError, command_line_words
@@ -40,6 +41,7 @@ app.command("sample")(sample_commands.sample)
 app.command("evaluate")(evaluate_commands.evaluate)
 app.command("bench")(bench_commands.bench)
 app.add_typer(diagnose_commands.app, name="diagnose")
+app.command("solve")(solve_commands.solve)
 
 
 @app.callback()
