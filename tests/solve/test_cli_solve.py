@@ -7,6 +7,7 @@ import inspect
 import json
 
 import pytest
+import torch
 
 import pirf.data
 from pirf.cli import main
@@ -97,3 +98,18 @@ def test_an_existing_file_is_kept(problem, tmp_path, capsys):
     out.write_text("x")
     code, _, stderr = run(capsys, *base_args(problem, out), "--observe", "u=5")
     assert code == 2 and "already exists" in stderr and out.read_text() == "x"
+
+
+def test_solutions_do_not_depend_on_the_batch(problem, tmp_path):
+    # Each field keeps its own noise and its own observations whatever the micro-batch;
+    # convolutions may group work differently per batch size (float32 rounding only).
+    from pirf.solve import parse_observations, solve
+
+    checkpoint, reference = problem
+    observe = parse_observations(["u=20"])
+    for size in (1, 3):
+        solve(
+            checkpoint, reference, observe, tmp_path / f"{size}.h5", n=3, steps=4, batch_size=size
+        )
+    one, three = (pirf.data.load(tmp_path / f"{size}.h5")[:] for size in (1, 3))
+    torch.testing.assert_close(one, three, rtol=1e-4, atol=1e-5)

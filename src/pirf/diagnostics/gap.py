@@ -37,7 +37,7 @@ from pirf.diagnostics.value import (
     sde_rewards,
 )
 from pirf.errors import PirfError, option
-from pirf.sampling import Denoiser, initial_noise, karras_sigmas, sample
+from pirf.sampling import Denoiser, StepInfo, initial_noise, karras_sigmas, sample
 from pirf.seeding import stacked_normal, unit_generators
 
 KINDS = ("data", "trajectory")
@@ -72,7 +72,7 @@ def trajectory_states(
     wanted = {float(s) for s in sigmas}
     states: dict[float, torch.Tensor] = {}
 
-    def keep(info: Any) -> None:
+    def keep(info: StepInfo) -> None:
         if info.sigma_next in wanted:
             states[info.sigma_next] = info.x
 

@@ -24,6 +24,7 @@ from pirf.diagnostics.figures import save_value_gap_figure
 from pirf.diagnostics.gap import ProgressFn, check_request, measure_value_gap
 from pirf.errors import PirfError, option
 from pirf.finetune.reward import residual_loss
+from pirf.models.loaded import load_model
 from pirf.models.reference import check_with_reference
 from pirf.sampling import default_batch_size
 
@@ -66,8 +67,6 @@ def diagnose_value_gap(
     directory = _output_directory(out)
     data = check_with_reference(checkpoint, reference, n=n)
     torch_device = resolve_device(device)
-    from pirf.models.loaded import load_model
-
     model = load_model(checkpoint, device=torch_device)
     pde, normalisation = model.pde, model.normalisation
     clean = normalisation.to_model(data[:n].to(torch.float64)).to(torch.float32)

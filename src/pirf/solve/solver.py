@@ -28,6 +28,7 @@ from pirf.data.writer import check_destination, write_fields
 from pirf.devices import resolve_device
 from pirf.errors import PirfError, option
 from pirf.evaluation.physics import residual_per_sample
+from pirf.models.loaded import load_model
 from pirf.models.reference import check_with_reference
 from pirf.pdes.base import relative_l2
 from pirf.sampling import default_batch_size, generate
@@ -108,8 +109,6 @@ def solve(
     resolution = (int(data.shape[2]), int(data.shape[3]))
     check_observations(observations, data.channels, resolution)
     torch_device = resolve_device(device)
-    from pirf.models.loaded import load_model
-
     model = load_model(checkpoint, device=torch_device)
     pde, normalisation = model.pde, model.normalisation
     truth = data[:n].to(torch.float64)
