@@ -5,7 +5,9 @@ For one PDE, two priors (``--base``, ``--pirf``) and two problems (forward: the 
 
 1. the guidance steps are chosen per prior and problem on *validation* fields (the first
    ``--tune-n`` fields of ``--val``), at the first step count: first ``zeta_obs`` over
-   :data:`ZETA_OBS_GRID` with observation guidance alone, then PDE guidance added at that
+   :data:`ZETA_OBS_GRID` with observation guidance alone (below 2: on the last steps the
+   denoiser is nearly the identity and a step of ``zeta_obs`` multiplies the misfit of the
+   estimate by ``1 - zeta_obs``), then PDE guidance added at that
    ``zeta_obs`` with each ``zeta_pde`` of :data:`ZETA_PDE_GRID`, kept only if it lowers the
    score; the score is the mean relative L2 error of the channels not observed wholly;
 2. with the chosen steps, the first ``--n`` fields of ``--test`` are solved at each step
@@ -29,7 +31,7 @@ from typing import Any
 from pirf.solve.observe import parse_observations
 from pirf.solve.solver import solve
 
-ZETA_OBS_GRID = (0.5, 1.0, 1.5)
+ZETA_OBS_GRID = (0.5, 1.0, 1.5, 1.9)
 ZETA_PDE_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
@@ -119,12 +121,12 @@ def main() -> None:
                 summary = run(prior, args.test, problem, setting, out, args.n)
                 results["rows"].append(
                     {
+                        **summary,
                         "prior": label,
                         "problem": kind,
                         "observe": problem,
                         "tuning": tuned,
                         "command": command(prior, args.test, problem, setting, str(out), args.n),
-                        **summary,
                     }
                 )
                 (args.out / "table.json").write_text(json.dumps(results, indent=1))

@@ -13,7 +13,7 @@ import pirf.data
 from pirf.cli import main
 from pirf.cli import solve as solve_command
 from pirf.evaluation.protocol import evaluate_files
-from pirf.solve.solver import DEFAULT_ZETA_OBS
+from pirf.solve.solver import DEFAULT_ZETA_OBS, DEFAULT_ZETA_PDE
 from tests.diagnostics.tiny_problem import make_problem
 
 
@@ -36,6 +36,7 @@ def base_args(problem, out):
 def test_everything_observed_gives_back_the_reference(problem, tmp_path, capsys):
     out = tmp_path / "solved.h5"
     args = [*base_args(problem, out), "--observe", "a=all", "--observe", "u=all"]
+    args += ["--zeta-obs", 1]
     code, stdout, _ = run(capsys, *args, "--n", 3, "--steps", 6, "--json", "--device", "cpu")
     assert code == 0
     summary = json.loads(stdout)
@@ -45,7 +46,7 @@ def test_everything_observed_gives_back_the_reference(problem, tmp_path, capsys)
     assert max(summary["relative_l2"].values()) < 1e-3
     assert summary["observed_points"] == {"a": 64, "u": 64}
     assert (summary["steps"], summary["nfe_per_sample"], summary["guided_steps"]) == (6, 11, 6)
-    assert summary["guidance"] == ["obs"] and summary["zeta_obs"] == DEFAULT_ZETA_OBS
+    assert summary["guidance"] == ["obs"] and summary["zeta_obs"] == 1
     solved = pirf.data.load(out)
     assert solved.shape == (3, 2, 8, 8) and solved.attrs["source"] == "solve"
     assert json.loads(solved.attrs["observe"]) == ["a=all", "u=all"]
@@ -68,9 +69,15 @@ def test_sparse_observations_and_pde_guidance(problem, tmp_path, capsys):
     assert code == 0 and "relative L2 a" in stdout and "20 values observed" in stdout
 
 
-def test_the_command_default_step_is_the_library_default():
+def test_the_command_default_steps_are_the_library_defaults(problem, tmp_path, capsys):
     parameters = inspect.signature(solve_command.solve).parameters
     assert parameters["zeta_obs"].default == DEFAULT_ZETA_OBS
+    out = tmp_path / "defaults.h5"
+    args = [*base_args(problem, out), "--observe", "u=10", "--guidance", "obs,pde", "--n", 1]
+    code, stdout, _ = run(capsys, *args, "--steps", 2, "--json", "--device", "cpu")
+    summary = json.loads(stdout)
+    assert code == 0 and summary["zeta_pde"] == DEFAULT_ZETA_PDE
+    assert summary["zeta_obs"] == DEFAULT_ZETA_OBS
 
 
 @pytest.mark.parametrize(

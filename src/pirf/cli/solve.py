@@ -79,11 +79,15 @@ def solve(
     ] = "obs",
     zeta_obs: Annotated[
         float,
-        typer.Option("--zeta-obs", help="Observation guidance step (1: full misfit per step)."),
-    ] = 1.0,
+        typer.Option(
+            "--zeta-obs", help="Observation guidance step (below 2; 1 removes the last misfit)."
+        ),
+    ] = 1.9,
     zeta_pde: Annotated[
         float | None,
-        typer.Option("--zeta-pde", help="PDE guidance step (with --guidance obs,pde)."),
+        typer.Option(
+            "--zeta-pde", help="PDE guidance step, with --guidance obs,pde [default: 1e-4]."
+        ),
     ] = None,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of the observed points and the noise.")
