@@ -80,3 +80,16 @@ def test_a_reference_of_another_problem_is_refused_before_loading(problem, tmp_p
         check_with_reference(checkpoint, darcy, n=1)
     with pytest.raises(PirfError, match="positive integer"):
         check_with_reference(checkpoint, darcy, n=0)
+
+
+def test_the_command_defaults_are_the_library_defaults():
+    import inspect
+
+    from pirf.cli import diagnose
+    from pirf.diagnostics.value_gap import DEFAULT_SIGMAS, diagnose_value_gap
+
+    command = inspect.signature(diagnose.value_gap).parameters
+    library = inspect.signature(diagnose_value_gap).parameters
+    assert diagnose.parse_sigmas(command["sigmas"].default) == list(DEFAULT_SIGMAS)
+    for name in ("n", "runs", "steps", "seed"):
+        assert command[name].default == library[name].default
