@@ -38,7 +38,8 @@ def test_importing_the_cli_loads_no_numerical_package():
 @pytest.mark.parametrize(
     "package",
     ["pirf", "pirf.data", "pirf.pdes", "pirf.models", "pirf.sampling", "pirf.training",
-     "pirf.finetune", "pirf.evaluation", "pirf.bench", "pirf.checks"],
+     "pirf.finetune", "pirf.evaluation", "pirf.bench", "pirf.checks", "pirf.diagnostics",
+     "pirf.solve"],
 )  # fmt: skip
 def test_importing_a_package_loads_no_numerical_package(package):
     loaded = _fresh_python(
@@ -47,12 +48,16 @@ def test_importing_a_package_loads_no_numerical_package(package):
     assert loaded.strip() == ""
 
 
-@pytest.mark.parametrize("command", ["train", "finetune", "bench", "demo", "sample", "evaluate"])
+@pytest.mark.parametrize(
+    "command",
+    ["train", "finetune", "bench", "demo", "sample", "evaluate", "solve", "diagnose value-gap",
+     "data generate"],
+)  # fmt: skip
 def test_a_commands_help_loads_no_numerical_package(command):
     output = _fresh_python(
         "import sys\n"
         "from pirf.cli import main\n"
-        f"code = main([{command!r}, '--help'])\n"
+        f"code = main([*{command.split()!r}, '--help'])\n"
         f"print(code, ' '.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     assert output.splitlines()[-1].strip() == "0"
@@ -66,7 +71,7 @@ def test_root_help_lists_every_command_without_loading_them():
         f"print(code, ' '.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     assert output.splitlines()[-1].strip() == "0"
-    for name in ("data", *COMMANDS):
+    for name in ("data", "diagnose", *COMMANDS):
         assert f" {name} " in output
 
 

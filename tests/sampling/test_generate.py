@@ -58,6 +58,16 @@ def test_samples_do_not_depend_on_micro_batching():
     assert torch.equal(one, generate(net, 6, (2, 8, 8), seed=5, steps=4, batch_size=6).samples)
 
 
+def test_a_set_can_be_sampled_in_pieces_from_its_first_index():
+    whole = generate(gaussian_denoiser, 7, (1, 4, 4), seed=1, steps=6)
+    head = generate(gaussian_denoiser, 3, (1, 4, 4), seed=1, steps=6)
+    tail = generate(gaussian_denoiser, 4, (1, 4, 4), seed=1, steps=6, start=3, batch_size=2)
+    assert torch.equal(whole.samples, torch.cat([head.samples, tail.samples]))
+    for bad in (-1, 1.5, True):
+        with pytest.raises(PirfError, match="first sample index"):
+            generate(gaussian_denoiser, 2, (1, 4, 4), seed=0, start=bad)
+
+
 def test_result_reports_shape_cost_and_precision():
     result = generate(gaussian_denoiser, 7, (1, 4, 4), seed=1, steps=6, method="euler")
     assert result.samples.shape == (7, 1, 4, 4) and result.samples.dtype == torch.float32

@@ -153,6 +153,25 @@ def guided_step(
     return (x_next - zeta * gradient).detach(), len(estimates)
 
 
+def guided_step_function(
+    step: StepFn, loss_fn: LossFn, zeta: float, cost: SamplingCost
+) -> StepFn:
+    """``step`` made a :func:`guided_step` of ``loss_fn`` with step ``zeta``, counting its
+    guidance in ``cost`` (one guided step, one backward pass through the step's network
+    evaluations): what a guidance step wrapper returns for a step it guides."""
+
+    def guided(
+        denoiser: Denoiser, x: torch.Tensor, sigma: float, sigma_next: float
+    ) -> torch.Tensor:
+        x_next, evaluations = guided_step(step, denoiser, x, sigma, sigma_next, loss_fn, zeta)
+        cost.guided_steps += 1
+        cost.backward += 1
+        cost.backward_nfe += evaluations
+        return x_next
+
+    return guided
+
+
 @dataclass(frozen=True)
 class DiffusionPDEGuidance:
     """DiffusionPDE's guidance as a step wrapper (:class:`pirf.sampling.wrappers.StepWrapper`).
@@ -189,19 +208,7 @@ class DiffusionPDEGuidance:
     def __call__(self, step: StepFn, index: int, steps: int, cost: SamplingCost) -> StepFn:
         if not self.guides(index, steps):
             return step
-
-        def guided(
-            denoiser: Denoiser, x: torch.Tensor, sigma: float, sigma_next: float
-        ) -> torch.Tensor:
-            x_next, evaluations = guided_step(
-                step, denoiser, x, sigma, sigma_next, self.loss_fn, self.zeta
-            )
-            cost.guided_steps += 1
-            cost.backward += 1
-            cost.backward_nfe += evaluations
-            return x_next
-
-        return guided
+        return guided_step_function(step, self.loss_fn, self.zeta, cost)
 
 
 def correction_step(x: torch.Tensor, loss_fn: LossFn, zeta: float) -> torch.Tensor:
@@ -333,6 +340,7 @@ __all__ = [
     "correction_step",
     "guided_step",
     "guided_step_count",
+    "guided_step_function",
     "residual_norm",
     "select_setting",
     "sweep_grid",

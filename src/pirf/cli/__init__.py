@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "sample": "pirf.cli.sample:sample",
     "evaluate": "pirf.cli.evaluate:evaluate",
     "bench": "pirf.cli.bench:bench",
+    "solve": "pirf.cli.solve:solve",
 }
 """Command name -> ``module:function``, in the order ``pirf --help`` lists them."""
 
@@ -153,13 +154,15 @@ app = typer.Typer(
 )
 
 
-def _add_data_commands() -> None:
-    from pirf.cli import data
+def _add_groups() -> None:
+    """The command groups (their modules import nothing heavy at the top)."""
+    from pirf.cli import data, diagnose
 
     app.add_typer(data.app, name="data")
+    app.add_typer(diagnose.app, name="diagnose")
 
 
-_add_data_commands()
+_add_groups()
 
 
 @app.callback()

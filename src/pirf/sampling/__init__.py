@@ -29,6 +29,7 @@ __all__ = lazy_exports(
             "step_function",
         ],
         "schedule": ["RHO", "SIGMA_MAX", "SIGMA_MIN", "karras_sigmas", "noise_levels"],
+        "stochastic": ["Churn", "NoiseDraw", "churn_level", "seeded_draws"],
         "wrappers": [
             "DenoiserWrapper",
             "Finisher",

@@ -101,9 +101,10 @@ def sample_in_batches(
     batch_size: int | None = None,
     channels_last: bool | None = None,
     progress: ProgressFn | None = None,
+    start: int = 0,
 ) -> Batched:
-    """Apply ``run(noise) -> samples`` to the seeded unit noise of samples ``0 .. n-1``, in
-    micro-batches: the loop of :func:`generate`.
+    """Apply ``run(noise) -> samples`` to the seeded unit noise of samples
+    ``start .. start + n - 1``, in micro-batches: the loop of :func:`generate`.
 
     ``batch_size=None`` starts from :func:`default_batch_size` and halves it after a CUDA
     out-of-memory error until a micro-batch fits; an explicit size is used as given.
@@ -113,6 +114,8 @@ def sample_in_batches(
     """
     shape = tuple(int(side) for side in shape)
     _check_request(n, shape, batch_size)
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise PirfError(f"the first sample index must be a non-negative integer, got {start!r}")
     device = torch.device(device)
     if channels_last is None:
         channels_last = device.type == "cuda"
@@ -126,7 +129,9 @@ def sample_in_batches(
     start_time = time.perf_counter()
     while done < n:
         take = min(size, n - done)
-        noise = initial_noise(take, shape, seed, start=done).to(device, memory_format=layout)
+        noise = initial_noise(take, shape, seed, start=start + done).to(
+            device, memory_format=layout
+        )
         try:
             chunk = run(noise).to("cpu", torch.float32, memory_format=torch.contiguous_format)
         except torch.cuda.OutOfMemoryError:
@@ -166,8 +171,13 @@ def generate(
     denoiser_wrapper: DenoiserWrapper | None = None,
     step_wrapper: StepWrapper | None = None,
     finish: Finisher | None = None,
+    start: int = 0,
 ) -> SamplingResult:
     """``n`` samples of ``shape`` ``(C, H, W)`` from seed ``seed``, ``steps`` sampler steps.
+
+    The samples are those of indices ``start .. start + n - 1`` of the seed (each sample's
+    noise is its own, :func:`pirf.sampling.initial_noise`), so a set can be sampled in
+    pieces, e.g. when each piece needs wrappers of its own.
 
     The denoiser must already be on ``device`` (and in eval mode, if it is a module).
     Micro-batching, out-of-memory halving, ``channels_last`` and ``progress`` are those of
@@ -204,6 +214,7 @@ def generate(
         batch_size=batch_size,
         channels_last=channels_last,
         progress=progress,
+        start=start,
     )
     return SamplingResult(
         done.samples,

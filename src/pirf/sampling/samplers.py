@@ -195,6 +195,8 @@ def integrate(
     precision: Precision = FP32,
     callback: StepCallback | None = None,
     grad: bool = False,
+    step_wrapper: StepWrapper | None = None,
+    cost: SamplingCost | None = None,
 ) -> torch.Tensor:
     """Advance the state ``x`` at ``sigmas[start]`` through steps ``start .. stop - 1`` of
     the schedule ``sigmas``, to ``sigmas[stop]`` (``stop=None``: the end).
@@ -204,13 +206,25 @@ def integrate(
     piece of a trajectory is the policy of the whole one. ``grad=False`` runs without
     autograd bookkeeping (``torch.no_grad``, whose outputs, unlike inference-mode tensors,
     may enter a later graph); ``grad=True`` records the graph through these steps.
+    ``step_wrapper`` and ``cost`` are those of :func:`sample` (e.g. the stochastic steps
+    of :class:`pirf.sampling.stochastic.Churn`, which continue a state to 0).
     """
     step = step_function(method)
     levels = noise_levels(sigmas)
     indices = _step_range(start, stop, len(levels) - 1)
     network = NetworkCall(denoiser)
     with torch.enable_grad() if grad else torch.no_grad():
-        return _run(step, network, _state(x), levels, indices, precision, callback)
+        return _run(
+            step,
+            network,
+            _state(x),
+            levels,
+            indices,
+            precision,
+            callback,
+            step_wrapper=step_wrapper,
+            cost=cost,
+        )
 
 
 @overload
