@@ -152,7 +152,11 @@ def _edit(path, **attrs) -> None:
 
 def test_unknown_stored_pde_is_a_clear_error(toy_file):
     _edit(toy_file, pde="navier-stokes-3d", pde_class="nowhere.module:Missing")
-    with pytest.raises(PirfError, match=r"toy.h5: unknown PDE 'navier-stokes-3d'; known: "):
+    with pytest.raises(
+        PirfError,
+        match=r"toy.h5: unknown PDE 'navier-stokes-3d', made with nowhere.module:Missing, which "
+        r"does not import here .*--plugin MODULE",
+    ):
         pirf.data.load(toy_file)
 
 

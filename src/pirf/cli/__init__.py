@@ -16,7 +16,7 @@ import functools
 import importlib
 import importlib.util
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 import typer.core
@@ -25,10 +25,28 @@ from rich.markup import escape
 from pirf.cli._common import console_err
 from pirf.errors import PirfError, command_line_words
 
-try:  # typer >= 0.20 vendors click (a separately installed click is then not typer's)
-    from typer.exceptions import TyperException as ClickException
-except ImportError:  # older typer runs on click itself
-    from click import ClickException
+
+def _usage_error_classes() -> tuple[type[Exception], ...]:
+    """The exception classes of usage errors: typer < 0.20 raises click's; later versions
+    vendor click under ``TyperException``, and an installed click package is then another
+    class altogether, so both are caught."""
+    classes: list[type[Exception]] = []
+    try:
+        from typer.exceptions import TyperException
+
+        classes.append(TyperException)
+    except ImportError:
+        pass
+    try:
+        from click import ClickException
+
+        classes.append(ClickException)
+    except ImportError:
+        pass
+    return tuple(classes)
+
+
+USAGE_ERRORS = _usage_error_classes()
 
 COMMANDS: dict[str, str] = {
     "pdes": "pirf.cli.pdes:list_pdes",
@@ -174,8 +192,21 @@ def _root(
         is_eager=True,
         callback=_print_version,
     ),
+    plugin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--plugin",
+            help="Import this module first (your own PDEs); repeat. Also: "
+            "PIRF_PLUGINS=module[,module].",
+            metavar="MODULE",
+        ),
+    ] = None,
 ) -> None:
     """Physics-informed reward fine-tuning of diffusion models for PDE data."""
+    from pirf.plugins import load_environment_plugins, load_plugins
+
+    load_environment_plugins()
+    load_plugins(plugin or [], source="--plugin")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,13 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         console_err.print("[bold red]aborted[/]")
         return 1
-    except ClickException as error:  # usage errors: one line too, with where to look
-        message = " ".join(error.format_message().split())
+    except USAGE_ERRORS as error:  # usage errors: one line too, with where to look
+        text = error.format_message() if hasattr(error, "format_message") else str(error)
+        message = " ".join(text.split())
         context = getattr(error, "ctx", None)
         if context is not None:
             message = f"{message.rstrip('.')}; see '{context.command_path} --help'"
         console_err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-        return error.exit_code
+        return int(getattr(error, "exit_code", 2))
     return 0
 
 

@@ -10,7 +10,8 @@ becomes ``None``)::
      "counts":   {"samples", "reference", "subset", "repeats", "seed"},
      "physics":  {"residual": {"mse": {mean, median, p90, max, count, nonfinite},
                                "mae": {...}, "points", "snapped"},
-                  "consistency": {mean, median, p90, max, count, nonfinite, snapped} | None},
+                  "consistency": {mean, median, p90, max, count, nonfinite, snapped} | None,
+                  "reference_residual": {..., "definition": "reference"}  (on request)},
      "fidelity": {"distance":   {"joint" | "fields" | "spectral":
                                    {"mmd" | "energy": {value, floor, floor_std, ratio}}},
                   "spectrum":   {"log10_error": {<channel> | "mean": {value, floor, floor_std}},
@@ -267,6 +268,7 @@ def evaluate_fields(
     snap: bool = True,
     snap_fidelity: bool = False,
     consistency: bool = True,
+    reference_residual: bool = False,
     subset: int | None = None,
     repeats: int = DEFAULT_REPEATS,
     seed: int = 0,
@@ -280,9 +282,11 @@ def evaluate_fields(
     ``snap`` projects samples with ``pde.snap`` before the physics metrics and the PDE
     statistics; ``snap_fidelity`` also before the fidelity metrics (off: fidelity judges the
     samples as generated). ``consistency=False`` skips the solver re-solve (the slowest
-    metric). ``subset`` (default ``min(N, M // 2)``), ``repeats`` and ``seed`` define the
-    splits; ``batch_size`` bounds memory; ``device`` (default: the samples', or the prepared
-    reference's) is where the work runs. See the module docstring for the returned layout.
+    metric). ``reference_residual`` adds ``physics.reference_residual``, the residual as the
+    paper's code defines it (``PDE.reference_residual``). ``subset`` (default
+    ``min(N, M // 2)``), ``repeats`` and ``seed`` define the splits; ``batch_size`` bounds
+    memory; ``device`` (default: the samples', or the prepared reference's) is where the
+    work runs. See the module docstring for the returned layout.
     """
     samples = _checked(pde, samples_physical, "samples")
     if isinstance(reference_physical, PreparedReference):
@@ -304,7 +308,7 @@ def evaluate_fields(
     samples = samples.to(device)
     prepared = reference.fidelity
 
-    physics = _physics(pde, samples, snap, consistency, batch_size)
+    physics = _physics(pde, samples, snap, consistency, reference_residual, batch_size)
     fidelity_fields = pde.snap(samples.to(torch.float64)) if snap_fidelity else samples
     features = prepared.features_of(
         _model_space(fidelity_fields, normalisation),
@@ -337,6 +341,7 @@ def ground_truth_floor(
     snap: bool = True,
     snap_fidelity: bool = False,
     consistency: bool = True,
+    reference_residual: bool = False,
     subset: int | None = None,
     repeats: int = DEFAULT_REPEATS,
     seed: int = 0,
@@ -357,7 +362,7 @@ def ground_truth_floor(
     n_reference = reference.fields.shape[0]
     size = _subset_size(n_reference // 2 if n_samples is None else n_samples, n_reference, subset)
     splits = make_splits(size, n_reference, size, repeats, seed)
-    physics = _physics(pde, reference.fields, snap, consistency, batch_size)
+    physics = _physics(pde, reference.fields, snap, consistency, reference_residual, batch_size)
     floor_means, floor_stds = mean_and_std(_floor_rows(reference.fidelity, splits))
     fidelity = _fidelity_report(pde, reference.fidelity, None, floor_means, floor_means, floor_stds)
     counts = _counts(n_reference, n_reference, size, repeats, seed)
@@ -365,9 +370,14 @@ def ground_truth_floor(
 
 
 def _physics(
-    pde: PDE, fields: torch.Tensor, snap: bool, consistency: bool, batch_size: int
+    pde: PDE,
+    fields: torch.Tensor,
+    snap: bool,
+    consistency: bool,
+    reference_residual: bool,
+    batch_size: int,
 ) -> dict[str, Any]:
-    return {
+    physics = {
         "residual": residual_summary(pde, fields, snap=snap, batch_size=batch_size),
         "consistency": (
             consistency_summary(pde, fields, snap=snap, batch_size=batch_size)
@@ -375,6 +385,11 @@ def _physics(
             else None
         ),
     }
+    if reference_residual:
+        physics["reference_residual"] = residual_summary(
+            pde, fields, snap=snap, batch_size=batch_size, definition="reference"
+        )
+    return physics
 
 
 def _floor_rows(reference: FidelityReference, splits: list[Split]) -> list[dict[str, float]]:

@@ -3,6 +3,9 @@
 * The residual: per sample, the mean square (MSE) and mean absolute value (MAE) of
   ``pde.residual`` over every point (and residual channel) where it is defined, in physical
   units and float64, whatever precision the samples were made in.
+* The reference residual (on request): the same statistics of
+  ``pde.reference_residual``, the residual as the paper's code defines it (its grid,
+  padding and spacing), so numbers can be set beside the paper's.
 * Solver consistency: ``pde.consistency`` re-solves the sample's solution from its input
   channels and returns the relative L2 distance per sample; it answers the same question
   in the solution's own norm, where the residual's stencil amplifies fine-scale noise.
@@ -25,12 +28,24 @@ from pirf.summaries import summarise
 
 
 def residual_summary(
-    pde: PDE, fields: torch.Tensor, *, snap: bool = True, batch_size: int = 256
+    pde: PDE,
+    fields: torch.Tensor,
+    *,
+    snap: bool = True,
+    batch_size: int = 256,
+    definition: str = "own",
 ) -> dict[str, Any]:
     """``{"mse": summary, "mae": summary, "points": P, "snapped": bool}`` for physical
-    ``fields (N, C, H, W)``; each summary has ``mean, median, p90, max, count, nonfinite``."""
-    mse, mae, points = residual_per_sample(pde, fields, snap=snap, batch_size=batch_size)
-    return {"mse": summarise(mse), "mae": summarise(mae), "points": points, "snapped": snap}
+    ``fields (N, C, H, W)``; each summary has ``mean, median, p90, max, count, nonfinite``.
+    ``definition="reference"``: the reference code's residual (``PDE.reference_residual``),
+    and the result also says ``"definition": "reference"``."""
+    mse, mae, points = residual_per_sample(
+        pde, fields, snap=snap, batch_size=batch_size, definition=definition
+    )
+    summary = {"mse": summarise(mse), "mae": summarise(mae), "points": points, "snapped": snap}
+    if definition != "own":
+        summary["definition"] = definition
+    return summary
 
 
 def has_consistency(pde: PDE) -> bool:

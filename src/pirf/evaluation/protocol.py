@@ -31,6 +31,7 @@ from pirf.evaluation.figures import save_sample_grid, save_spectra
 from pirf.evaluation.metrics import evaluate_fields, ground_truth_floor, prepare_reference
 from pirf.evaluation.report import source_label
 from pirf.evaluation.results import headline
+from pirf.pdes.residuals import residual_function
 
 FIGURE_SAMPLES = 4
 """Samples per grid figure."""
@@ -100,19 +101,24 @@ def evaluate_files(
     reference: str | Path,
     *,
     consistency: bool = True,
+    reference_residual: bool = False,
     seed: int = 0,
     figures: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate one or several samples files against the held-out ``reference`` file;
-    with ``figures``, also draw sample grids and spectra into that directory. Every file
-    is read and checked before anything is computed."""
+    with ``figures``, also draw sample grids and spectra into that directory;
+    ``reference_residual`` adds the residual as the paper's code defines it, beside pirf's
+    own, with its own ground-truth floor. Every file is read and checked before anything
+    is computed."""
     paths = [samples] if isinstance(samples, (str, Path)) else list(samples)
     if not paths:
         raise PirfError(f"give at least one samples file ({option('samples')})")
     check_count("seed", seed, minimum=0)
     if figures is not None:
         check_output_dir(figures, "figures")
-    check_dataset(reference, "reference", minimum=4, scan=0)
+    reference_header = check_dataset(reference, "reference", minimum=4, scan=0)
+    if reference_residual:
+        residual_function(reference_header.pde, "reference")
     for path in paths:
         check_dataset(path, "samples", minimum=2, scan=0)
     reference_data, reference_fields = _load_reference(reference)
@@ -127,7 +133,13 @@ def evaluate_files(
     for path, data, fields in loaded:
         row_fields.append(fields[:FIGURE_SAMPLES])
         metrics = evaluate_fields(
-            pde, fields, prepared, normalisation, consistency=consistency, seed=seed
+            pde,
+            fields,
+            prepared,
+            normalisation,
+            consistency=consistency,
+            reference_residual=reference_residual,
+            seed=seed,
         )
         attrs = data.attrs
         rows.append(
@@ -148,6 +160,7 @@ def evaluate_files(
         normalisation,
         n_samples=min(len(d) for _, d, _ in loaded),
         consistency=consistency,
+        reference_residual=reference_residual,
         seed=seed,
     )
     report = _report(pde.name, reference, len(reference_data), floor, rows)
@@ -166,6 +179,7 @@ def evaluate_checkpoint(
     method: str = "heun",
     device: torch.device | str = "cpu",
     consistency: bool = True,
+    reference_residual: bool = False,
     batch_size: int | None = None,
     figures: str | Path | None = None,
     progress: Callable[[str], Callable[[int, int], None] | None] | None = None,
@@ -176,8 +190,8 @@ def evaluate_checkpoint(
     ``checkpoint`` may be a run directory: its ``best/`` if it has one, else its final
     ``checkpoint/`` (the report's ``checkpoint`` and ``checkpoint_kind`` say which).
     ``progress(label)`` gives the ``progress(done, total)`` function of each step count's
-    sampling (the CLI's progress bar). Every argument is checked before anything is
-    computed."""
+    sampling (the CLI's progress bar). ``reference_residual``: as in
+    :func:`evaluate_files`. Every argument is checked before anything is computed."""
     from pirf.models.loaded import load_model
     from pirf.sampling.from_checkpoint import to_physical
     from pirf.sampling.generate import generate
@@ -202,6 +216,8 @@ def evaluate_checkpoint(
     check_same_problem(
         reference_header, "reference", checkpoint_pde, info.resolution, f"{checkpoint}"
     )
+    if reference_residual:
+        residual_function(checkpoint_pde, "reference")
     model = load_model(checkpoint, device=device)
     reference_data, reference_fields = _load_reference(reference)
     pde, normalisation = reference_data.pde, reference_data.normalisation
@@ -222,7 +238,13 @@ def evaluate_checkpoint(
         fields = to_physical(model, result.samples, snap=False)
         row_fields.append(fields[:FIGURE_SAMPLES])
         metrics = evaluate_fields(
-            pde, fields, prepared, normalisation, consistency=consistency, seed=seed
+            pde,
+            fields,
+            prepared,
+            normalisation,
+            consistency=consistency,
+            reference_residual=reference_residual,
+            seed=seed,
         )
         rows.append(
             {
@@ -237,7 +259,13 @@ def evaluate_checkpoint(
             }
         )
     floor = ground_truth_floor(
-        pde, prepared, normalisation, n_samples=n, consistency=consistency, seed=seed
+        pde,
+        prepared,
+        normalisation,
+        n_samples=n,
+        consistency=consistency,
+        reference_residual=reference_residual,
+        seed=seed,
     )
     report = _report(pde.name, reference, len(reference_data), floor, rows)
     report["checkpoint"], report["checkpoint_kind"] = str(checkpoint), kind

@@ -35,6 +35,8 @@ PHYSICS_COLUMNS: tuple[str, ...] = (
     "residual_mse_p90",
     "residual_mae",
     "consistency",
+    "reference_mse",
+    "reference_mse_median",
 )
 """The physics block of the readable table; the rest is the fidelity block."""
 
@@ -44,10 +46,14 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("residual_mse_p90", "p90"),
     ("residual_mae", "MAE"),
     ("consistency", "consistency"),
+    ("reference_mse", "reference MSE"),
+    ("reference_mse_median", "reference median"),
     ("mmd", "MMD"),
     ("spectrum_error", "spectrum err"),
     ("diversity", "diversity"),
 )
+OPTIONAL_COLUMNS = ("reference_mse", "reference_mse_median")
+"""Columns shown only when some row measured them (``--residual reference``)."""
 
 
 def _format(value: Any) -> str:
@@ -58,17 +64,28 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+def _columns(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The table's columns: :data:`COLUMNS`, without optional ones that no row measured."""
+    headlines = [report["ground_truth"]["headline"], *(row["headline"] for row in report["rows"])]
+    return [
+        (key, label)
+        for key, label in COLUMNS
+        if key not in OPTIONAL_COLUMNS or any(h.get(key) is not None for h in headlines)
+    ]
+
+
 def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows (ground truth first) of the report's headline numbers."""
+    columns = _columns(report)
     extra = [
         key
         for key in report["ground_truth"]["headline"]
         if key not in {name for name, _ in COLUMNS} and key not in {"mmd_floor", "energy"}
     ]
-    header = ["", "NFE", "s/sample", *(label for _, label in COLUMNS), *extra]
+    header = ["", "NFE", "s/sample", *(label for _, label in columns), *extra]
     rows = []
     floor = report["ground_truth"]["headline"]
-    gt = ["ground truth", "-", "-", *(_format(floor.get(k)) for k, _ in COLUMNS)]
+    gt = ["ground truth", "-", "-", *(_format(floor.get(k)) for k, _ in columns)]
     gt += [_format(floor.get(k)) for k in extra]
     # The fidelity floor of the ground-truth row is the data-vs-data distance.
     rows.append(gt)
@@ -79,7 +96,7 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 row["label"],
                 _format(row.get("nfe")),
                 _format(row.get("seconds_per_sample")),
-                *(_format(numbers.get(k)) for k, _ in COLUMNS),
+                *(_format(numbers.get(k)) for k, _ in columns),
                 *(_format(numbers.get(k)) for k in extra),
             ]
         )

@@ -25,6 +25,9 @@ class Headline:
     residual_mae: float | None = None
     consistency: float | None = None
     """Mean relative L2 distance between the solution part and a re-solve."""
+    reference_mse: float | None = None
+    """Mean over samples of the reference code's residual MSE (``--residual reference``)."""
+    reference_mse_median: float | None = None
     mmd: float | None = None
     """Joint field-and-spectrum MMD to held-out data."""
     mmd_floor: float | None = None
@@ -75,6 +78,8 @@ def headline(metrics: Mapping[str, Any]) -> Headline:
         residual_mse_p90=_value(physics, "residual", "mse", "p90"),
         residual_mae=_value(physics, "residual", "mae", "mean"),
         consistency=_value(physics, "consistency", "mean"),
+        reference_mse=_value(physics, "reference_residual", "mse", "mean"),
+        reference_mse_median=_value(physics, "reference_residual", "mse", "median"),
         mmd=_value(fidelity, "distance", "joint", "mmd", "value"),
         mmd_floor=_value(fidelity, "distance", "joint", "mmd", "floor"),
         energy=_value(fidelity, "distance", "joint", "energy", "value"),

@@ -10,6 +10,10 @@ A user's PDE joins the registry in one of three ways, none of which edits pirf:
 * ``pirf.pdes.register(MyPDE)`` in Python;
 * an entry point in the user's package (group ``pirf.pdes``), found automatically;
 * ``module:ClassName`` in place of a name, anywhere a PDE name is accepted.
+
+A PDE made by :func:`define_pde` registers itself when its module is imported; the modules
+named in ``PIRF_PLUGINS`` (:mod:`pirf.plugins`) are imported before a name is called
+unknown.
 """
 
 from __future__ import annotations
@@ -50,13 +54,44 @@ def register(pde_class: type[PDE], *, replace: bool = False) -> type[PDE]:
     return pde_class
 
 
+def _class_path(pde_class: type) -> str:
+    """``module:QualifiedName`` of a class (what ``PDE.metadata()`` stores)."""
+    return f"{pde_class.__module__}:{pde_class.__qualname__}"
+
+
+def register_defined(pde_class: type[PDE]) -> type[PDE]:
+    """Register a class made by :func:`define_pde`: a class defined again at the same
+    ``module:Class`` (its module imported twice) replaces the first, any other PDE already
+    registered under the name is an error."""
+    name = pde_class.name
+    existing = _REGISTRY.get(name)
+    if existing is None and name in _BUILTINS:
+        raise PirfError(f"define_pde: '{name}' is a built-in PDE; choose another name")
+    if existing is not None and _class_path(existing) != _class_path(pde_class):
+        raise PirfError(
+            f"define_pde: a PDE named '{name}' is already registered ({_class_path(existing)}); "
+            "choose another name"
+        )
+    _REGISTRY[name] = pde_class
+    return pde_class
+
+
 def _import_target(target: str) -> Any:
+    """The object ``module:Name`` names; a class :func:`define_pde` registered under that
+    path is found even where the module binds it to another name."""
     module_name, _, attribute = target.partition(":")
     try:
         module = importlib.import_module(module_name)
-        return getattr(module, attribute)
-    except (ImportError, AttributeError) as error:
-        raise PirfError(f"cannot import PDE '{target}': {error}") from None
+    except Exception as error:  # a user's module may fail in any way: one line
+        raise PirfError(f"cannot import PDE '{target}': {type(error).__name__}: {error}") from None
+    found = getattr(module, attribute, None)
+    if found is None:
+        found = next((c for c in _REGISTRY.values() if _class_path(c) == target), None)
+    if found is None:
+        raise PirfError(
+            f"cannot import PDE '{target}': module '{module_name}' has no attribute '{attribute}'"
+        )
+    return found
 
 
 def _entry_point_names() -> dict[str, str]:
@@ -76,7 +111,14 @@ def _lookup(name: str) -> type[PDE]:
     if target is None and ":" in name:
         target = name
     if target is None:
-        raise PirfError(f"unknown PDE '{name}'; known: {', '.join(names())}")
+        from pirf.plugins import load_environment_plugins
+
+        if load_environment_plugins() and name in _REGISTRY:
+            return _REGISTRY[name]
+        raise PirfError(
+            f"unknown PDE '{name}'; known: {', '.join(names())} (a PDE of your own: import "
+            "its module with pirf --plugin MODULE or PIRF_PLUGINS=MODULE)"
+        )
     pde_class = _import_target(target)
     if not (isinstance(pde_class, type) and issubclass(pde_class, PDE)):
         raise PirfError(f"'{target}' is not a pirf.pdes.PDE subclass")
@@ -109,15 +151,21 @@ def from_metadata(metadata: dict[str, Any], *, source: str = "file") -> PDE:
     except PirfError as error:
         target = metadata.get("pde_class")
         pde_class = None
-        if isinstance(target, str) and ":" in target:
+        problem = str(error)
+        if isinstance(target, str) and ":" in target and not target.startswith("pirf."):
             try:
                 candidate = _lookup(target)
-            except PirfError:
+            except PirfError as import_error:
                 candidate = None
+                problem = (
+                    f"unknown PDE '{name}', made with {target}, which does not import here "
+                    f"({import_error}); import its module with pirf --plugin MODULE or "
+                    "PIRF_PLUGINS=MODULE"
+                )
             if candidate is not None and getattr(candidate, "name", None) == name:
                 pde_class = candidate
         if pde_class is None:
-            raise PirfError(f"{source}: {error}") from None
+            raise PirfError(f"{source}: {problem}") from None
     try:
         pde = pde_class(**dict(metadata.get("params") or {}))
     except (PirfError, TypeError, ValueError) as error:
@@ -168,4 +216,5 @@ __all__ = [
     "get_class",
     "names",
     "register",
+    "register_defined",
 ]

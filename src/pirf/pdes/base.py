@@ -106,6 +106,24 @@ class PDE(abc.ABC):
         Must be differentiable by autograd and work at any resolution >= ``min_resolution``.
         """
 
+    def reference_residual(self, fields: torch.Tensor) -> torch.Tensor:
+        """The residual as the reference (paper's) code defines it, for comparison only:
+        its own grid, boundary handling, spacing and stencils (docs/evaluation.md).
+
+        Unlike :meth:`residual` it need not vanish on this PDE's exact discrete solutions;
+        report it beside its own ground-truth floor. Not every PDE has one: see
+        :attr:`has_reference_residual`.
+        """
+        raise PirfError(
+            f"PDE '{self.name}' has no reference residual; only pirf's own residual is "
+            "available for it"
+        )
+
+    @property
+    def has_reference_residual(self) -> bool:
+        """Whether :meth:`reference_residual` is implemented."""
+        return type(self).reference_residual is not PDE.reference_residual
+
     def snap(self, fields: torch.Tensor) -> torch.Tensor:
         """Project generated fields onto the admissible set (e.g. a binary coefficient).
 

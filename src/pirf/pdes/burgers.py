@@ -48,6 +48,7 @@ from pirf.errors import PirfError
 from pirf.pdes.base import PDE, relative_l2
 from pirf.pdes.grf import periodic_grf_1d
 from pirf.pdes.grid import Grid
+from pirf.pdes.reference import burgers_reference
 from pirf.pdes.spectral import (
     fourier_upsample,
     rfft_wavenumbers,
@@ -300,6 +301,14 @@ class Burgers(PDE):
         self.check_fields(fields)
         dt, dx = self.grid.spacing(tuple(fields.shape[-2:]))
         return burgers_residual(fields, self.viscosity, dt, dx)
+
+    def reference_residual(self, fields: torch.Tensor) -> torch.Tensor:
+        """The reference code's residual, ``(B, 1, T, X)`` at every point: central
+        differences after replicate padding, ``x`` not periodic, ``u_xx`` as the derivative
+        of ``u_x`` (:func:`~pirf.pdes.reference.burgers_reference`). For comparison only:
+        its padded first and last rows and columns are not consistent with the equation."""
+        self.check_fields(fields)
+        return burgers_reference(fields, self.viscosity)
 
     def precondition(self, residual: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
         """The residual propagated by the heat operator ``d/dt - nu d^2/dx^2``'s inverse,

@@ -34,6 +34,7 @@ from pirf.pdes.dirichlet import sine_solver
 from pirf.pdes.elliptic import DirichletSineSolver, node_spacing, with_zero_boundary
 from pirf.pdes.grf import cosine_grf
 from pirf.pdes.pcg import PCGResult, cg_iteration_bound, default_rtol, pcg
+from pirf.pdes.reference import darcy_reference
 
 COEFFICIENT_FLOOR = 0.5
 """In a differentiable residual, ``a`` is clamped below at this fraction of ``a_low``."""
@@ -227,15 +228,19 @@ class Darcy(PDE):
         return (operator - float(self._params["forcing"])).unsqueeze(1)
 
     def reference_residual(self, fields: torch.Tensor) -> torch.Tensor:
-        """``-a lap(u) - grad a . grad u - f`` with central differences, ``(B, 1, H-2, W-2)``.
+        """The reference code's residual, ``(B, 1, R, R)`` at every pixel: the
+        non-conservative ``-a lap(u) - grad a . grad u - f`` with ``h = 1 / R`` and one-sided
+        stencils on the boundary (:func:`~pirf.pdes.reference.darcy_reference`).
 
-        The reference reward's form, for comparison only: it is ill-defined across the jumps
-        of a binary ``a`` (see :func:`central_difference_form`), so even exact solutions
-        have large residuals along the interfaces.
+        For comparison only: across the jumps of a binary ``a`` the centred ``grad a`` and
+        ``a lap(u)`` are not consistent with the flux condition (see
+        :func:`central_difference_form`), the spacing is not the nodes' ``1 / (R - 1)``, and
+        the boundary rows see one-sided second derivatives, so exact solutions score far
+        from zero.
         """
         self.check_fields(fields)
-        form = central_difference_form(fields[:, 0], fields[:, 1])
-        return (form - float(self._params["forcing"])).unsqueeze(1)
+        residual = darcy_reference(fields[:, 0], fields[:, 1], float(self._params["forcing"]))
+        return residual.unsqueeze(1)
 
     def reward_fields(self, fields: torch.Tensor) -> torch.Tensor:
         """``a`` clamped below at :data:`COEFFICIENT_FLOOR` times ``a_low``; ``u`` unchanged.

@@ -32,6 +32,7 @@ from pirf.pdes.elliptic import (
     with_zero_boundary,
 )
 from pirf.pdes.grf import cosine_grf
+from pirf.pdes.reference import replicate_laplacian
 
 
 @functools.lru_cache(maxsize=32)
@@ -117,6 +118,22 @@ class SineDirichletPDE(PDE):
         self.check_fields(fields)
         operator = shifted_laplacian(fields[:, 1], self.shift)
         return (operator - interior(fields[:, 0])).unsqueeze(1)
+
+    def reference_residual(self, fields: torch.Tensor) -> torch.Tensor:
+        """The reference code's residual, ``(B, 1, R, R)`` at every node: the five-point
+        operator with ``h = 1 / (R - 1)`` after replicate padding
+        (:func:`~pirf.pdes.reference.replicate_laplacian`), plus ``shift u``, minus ``a``.
+        Inside it equals :meth:`residual`; on the boundary nodes it is
+        ``(sum of the in-grid neighbours - 3 u) / h^2 + shift u - a``, which is not part of
+        the problem (there ``u = 0`` is prescribed), so exact solutions score far from
+        zero there."""
+        self.check_fields(fields)
+        a, u = fields[:, 0], fields[:, 1]
+        spacing = 1.0 / (u.shape[-1] - 1)
+        operator = replicate_laplacian(u, spacing)
+        if self.shift != 0.0:
+            operator = operator + self.shift * u
+        return (operator - a).unsqueeze(1)
 
     def precondition(self, residual: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
         """``(Laplacian_h + shift)^-1 R`` on the interior nodes, by the exact sine solver:

@@ -15,7 +15,7 @@ time over the three,
 
 ``(B, 1, H, W)`` at every grid point, differentiable, at any resolution; ``P`` truncates the
 product to the 2/3 band, exactly the solver's advection (:meth:`Kolmogorov.reference_residual`
-omits it, as PG-Diffusion's reward does). Ground truth does not make it vanish: the central
+omits it, as the reference code's reward does). Ground truth does not make it vanish: the central
 difference has an ``O(dt^2)`` error ``dt^2 w_ttt / 6`` that no solver accuracy removes. That
 floor is measured and reported (docs/kolmogorov.md); as the solver's internal step shrinks
 the residual converges, at the solver's order, to the floor of the exact trajectory.
@@ -41,6 +41,7 @@ from pirf.pdes.grid import Grid
 from pirf.pdes.kolmogorov_initial import random_vorticity
 from pirf.pdes.kolmogorov_solver import VorticitySolver
 from pirf.pdes.kolmogorov_spectral import irfft2, rfft2, spectral_operators
+from pirf.pdes.reference import kolmogorov_reference
 
 PERIODIC_SQUARE = Grid(
     axes=("x", "y"),
@@ -257,13 +258,14 @@ class Kolmogorov(PDE):
         return irfft2(rfft2(residual) / symbol, shape)
 
     def reference_residual(self, fields: torch.Tensor) -> torch.Tensor:
-        """The residual with the advection product not de-aliased, ``(B, 1, H, W)``.
+        """The reference code's residual, ``(B, 1, H, W)``: the advection product not
+        de-aliased, Nyquist modes kept (:func:`~pirf.pdes.reference.kolmogorov_reference`).
 
-        PG-Diffusion's form, for comparison only: on ground truth it also contains the
-        product's modes beyond the 2/3 band, which the solver discards by design.
+        For comparison only: on ground truth it also contains the product's modes beyond
+        the 2/3 band, which the solver discards by design.
         """
         self.check_fields(fields)
-        return vorticity_residual(fields, **self._physics(), dealias=False)
+        return kolmogorov_reference(fields, **self._physics())
 
     def residual_terms(
         self, fields: torch.Tensor, *, dealias: bool = True

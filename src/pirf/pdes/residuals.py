@@ -3,12 +3,14 @@ evaluation protocol both report.
 
 Per sample, the mean square (MSE) and mean absolute value (MAE) of ``pde.residual`` over
 every point where it is defined, in float64, after :meth:`~pirf.pdes.PDE.snap` unless
-``snap=False``, in batches of ``batch_size`` samples on the fields' device.
+``snap=False``, in batches of ``batch_size`` samples on the fields' device. With
+``definition="reference"`` the residual is :meth:`~pirf.pdes.PDE.reference_residual`, the
+paper code's definition, scored the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -28,15 +30,41 @@ def physical_batches(
         yield pde.snap(chunk) if snap else chunk
 
 
+DEFINITIONS = ("own", "reference")
+"""Which residual: pirf's own (``PDE.residual``) or the reference code's
+(``PDE.reference_residual``)."""
+
+
+def residual_function(pde: PDE, definition: str = "own") -> Callable[[torch.Tensor], torch.Tensor]:
+    """The residual ``definition`` names for ``pde``; a one-line error for an unknown
+    definition or a PDE without a reference residual."""
+    if definition not in DEFINITIONS:
+        raise PirfError(f"unknown residual '{definition}'; use one of {', '.join(DEFINITIONS)}")
+    if definition == "own":
+        return pde.residual
+    if not pde.has_reference_residual:
+        raise PirfError(
+            f"PDE '{pde.name}' has no reference residual (define one with a reference_residual "
+            "method or define_pde(reference_residual=...)); evaluate its own residual only"
+        )
+    return pde.reference_residual
+
+
 def residual_per_sample(
-    pde: PDE, fields: torch.Tensor, *, snap: bool = True, batch_size: int = 256
+    pde: PDE,
+    fields: torch.Tensor,
+    *,
+    snap: bool = True,
+    batch_size: int = 256,
+    definition: str = "own",
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Per-sample residual MSE and MAE ``(N,)`` (float64, CPU) of physical ``fields``, and
-    the number of residual values per sample."""
+    the number of residual values per sample (``definition``: see :data:`DEFINITIONS`)."""
+    function = residual_function(pde, definition)
     mse, mae, points = [], [], 0
     with torch.no_grad():
         for chunk in physical_batches(pde, fields, batch_size, snap):
-            residual = pde.residual(chunk)
+            residual = function(chunk)
             if residual.ndim < 2 or residual.shape[0] != chunk.shape[0]:
                 raise PirfError(
                     f"PDE '{pde.name}' residual returned shape {tuple(residual.shape)} for a "
@@ -49,4 +77,4 @@ def residual_per_sample(
     return torch.cat(mse), torch.cat(mae), points
 
 
-__all__ = ["physical_batches", "residual_per_sample"]
+__all__ = ["DEFINITIONS", "physical_batches", "residual_function", "residual_per_sample"]
