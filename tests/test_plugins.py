@@ -127,7 +127,7 @@ def test_define_pde_refuses_clashing_names_and_bad_declarations():
     with pytest.raises(PirfError, match="unknown parameter"):
         define_pde("bad-plugin-test", ("u",), lambda f: f, presets={"tiny": {"params": {"x": 1}}})
     with pytest.raises(PirfError, match="no reference residual"):
-        pirf.pdes.get("poisson").reference_residual(torch.zeros(1, 2, 8, 8))
+        pirf.pdes.get("clash-plugin-test").reference_residual(torch.zeros(1, 1, 8, 8))
 
 
 def test_plugin_names_split_at_commas():

@@ -65,7 +65,7 @@ def register_defined(pde_class: type[PDE]) -> type[PDE]:
     registered under the name is an error."""
     name = pde_class.name
     existing = _REGISTRY.get(name)
-    if existing is None and name in _BUILTINS:
+    if name in _BUILTINS and (existing is None or _class_path(existing) != _class_path(pde_class)):
         raise PirfError(f"define_pde: '{name}' is a built-in PDE; choose another name")
     if existing is not None and _class_path(existing) != _class_path(pde_class):
         raise PirfError(
