@@ -89,7 +89,7 @@ def export_fields(
                     file.attrs[name] = value
                 for first, fields in data.batches(CHUNK):
                     write(first, fields.numpy())
-                    if progress is not None:
+                    if progress is not None and len(data) > CHUNK:  # long work only
                         progress(first + len(fields), len(data))
                 datasets = _shapes(file)
         return ExportSummary(

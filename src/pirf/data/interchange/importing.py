@@ -153,7 +153,7 @@ def import_fields(
             for first in range(0, total, CHUNK):
                 last = min(first + CHUNK, total)
                 writer.append(read_chunk(found, first, last, source))
-                if progress is not None:
+                if progress is not None and total > CHUNK:  # long work only
                     progress(last, total)
     finally:
         reader.close()
