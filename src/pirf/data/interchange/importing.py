@@ -105,7 +105,7 @@ def import_fields(
     names differ. ``n``: import only the first ``n`` samples.
 
     >>> pirf.data.import_fields("2D_DarcyFlow_beta1.0_Train.hdf5", "darcy.h5",
-    ...     format="pdebench", pde="darcy", params={"a_low": 0.1, "a_high": 1.0})
+    ...     format="pdebench", pde="darcy", params={"forcing": 1.0})
     """
     start = time.perf_counter()
     if format not in READERS:
