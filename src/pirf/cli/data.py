@@ -383,7 +383,7 @@ def import_(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Import a PDEBench, The Well or .npy dataset as a pirf file for PDE (checked first)."""
+    """Import a PDEBench, The Well or .npy dataset as a pirf file, checked before writing."""
     import pirf.data
 
     with ProgressReporter(enabled=not as_json) as reporter:

@@ -149,7 +149,10 @@ class WellReader(Reader):
 
     def channels(self, pde: PDE, mapping: Mapping[str, str]) -> list[ChannelData]:
         trajectory = time_axis_first(pde)
-        spatial = int(np.asarray(self.file.attrs["n_spatial_dims"]))
+        try:
+            spatial = int(np.asarray(self.file.attrs["n_spatial_dims"]))
+        except (TypeError, ValueError):
+            raise PirfError(f"{self.path}: 'n_spatial_dims' is not an integer") from None
         needed = 1 if trajectory else 2
         if spatial != needed:
             raise PirfError(
@@ -222,15 +225,14 @@ class WellReader(Reader):
         return ChannelData(name, origin, n, grid, dataset.dtype, read)  # type: ignore[arg-type]
 
     def coordinates(self, pde: PDE) -> list[np.ndarray | None]:
-        names = ["time", self.spatial_dims[0]] if time_axis_first(pde) else self.spatial_dims[:2]
+        spatial = [*self.spatial_dims, "", ""]  # a file may name fewer axes than it has
+        names = ["time", spatial[0]] if time_axis_first(pde) else spatial[:2]
         found: list[np.ndarray | None] = []
         for name in names:
-            dataset = self.file["dimensions"].get(name)
+            dataset = self.file["dimensions"].get(name) if name else None
             found.append(
                 dataset[()] if isinstance(dataset, h5py.Dataset) and dataset.ndim == 1 else None
             )
-        while len(found) < 2:
-            found.append(None)
         return found
 
 
