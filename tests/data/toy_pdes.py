@@ -76,3 +76,26 @@ class Unregistered(Toy):
     """Never registered by name: files made with it are found through ``pde_class``."""
 
     name = "toy-unregistered"
+
+
+class Frames(PDE):
+    """Channels that are consecutive time levels (``w0, w1, w2``), like Kolmogorov's."""
+
+    name = "toy-frames"
+    channels = ("w0", "w1", "w2")
+    min_resolution = 4
+
+    def residual(self, fields: torch.Tensor) -> torch.Tensor:
+        return fields[:, 1:] - fields[:, :-1]
+
+
+class Pair(PDE):
+    """Two channels that are neither inputs nor time levels (stored channels-last)."""
+
+    name = "toy-pair"
+    channels = ("p", "q")
+    default_params: ClassVar[dict[str, Any]] = {"weight": 1.0, "label": "x"}
+    min_resolution = 4
+
+    def residual(self, fields: torch.Tensor) -> torch.Tensor:
+        return fields[:, :1] - self.params["weight"] * fields[:, 1:]

@@ -1,4 +1,4 @@
-"""``pirf data``: generate, split and check HDF5 datasets of PDE fields.
+"""``pirf data``: generate, split, check, import and export HDF5 datasets of PDE fields.
 
 Thin wrappers over :mod:`pirf.data`: parse options, show progress on stderr, print a
 readable summary (or one JSON object with ``--json``). Errors are :class:`PirfError`
@@ -23,7 +23,9 @@ from pirf.errors import PirfError
 if TYPE_CHECKING:
     from pirf.data.generate import GenerationSummary
 
-app = typer.Typer(help="Generate and check PDE datasets (HDF5).", no_args_is_help=True)
+app = typer.Typer(
+    help="Generate, check, import and export PDE datasets (HDF5).", no_args_is_help=True
+)
 app.command("verify")(verify_command)
 
 
@@ -245,6 +247,12 @@ def print_check(report: dict[str, Any]) -> None:
     facts.add_row("channels", ", ".join(report["channels"]))
     facts.add_row("split / seed", f"{report['split']} / {report['seed']}")
     facts.add_row("source", str(report["source"]))
+    facts.add_row("grid", "\n".join(report["grid"]))
+    if report.get("imported"):
+        origin = report["imported"]
+        channels = origin.get("channels") or {}
+        mapping = ", ".join(f"{name} <- {where}" for name, where in channels.items())
+        facts.add_row("imported", f"{origin['format']} file {origin['source']}: {mapping}")
     console.print(facts)
     channels = Table(
         title="Channels (physical units); model = (physical - shift) / scale", title_justify="left"
@@ -275,7 +283,31 @@ def print_check(report: dict[str, Any]) -> None:
             _format(residual[f"{key}_p90"]),
         )
     console.print(table)
+    if report.get("imported"):
+        print_import_grid(report["imported"])
     console.print(f"checked in {report['seconds']:.2f} s", highlight=False)
+
+
+def print_import_grid(origin: dict[str, Any]) -> None:
+    """How an imported file's source coordinates compare with pirf's grid, and what that
+    means for the residual above."""
+    for axis in origin["grid"]:
+        if axis["matches"] is None:
+            state = "the source gives no coordinates"
+        else:
+            state = "matches pirf's" if axis["matches"] else "DIFFERS from pirf's"
+        console.print(f"{axis['axis']}: source {axis['source'] or '-'}; {state}", highlight=False)
+    if origin["grid_matches"] is False:
+        console.print(
+            "The source's grid is not pirf's: the residual above applies pirf's stencils to "
+            "points they were not made for, so it measures the mismatch as well as the data.",
+            highlight=False,
+        )
+    elif origin["grid_matches"] is None:
+        console.print(
+            "The source gives no coordinates: pirf assumed its own grid (see 'grid' above).",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -295,3 +327,123 @@ def check(
         emit_json(report)
     else:
         print_check(report)
+
+
+class ImportFormat(str, Enum):
+    pdebench = "pdebench"
+    the_well = "the-well"
+    npy = "npy"
+
+
+class ExportFormat(str, Enum):
+    the_well = "the-well"
+    pdebench = "pdebench"
+
+
+def parse_channels(items: list[str] | None) -> dict[str, str]:
+    """``["a=coef.npy", ...]`` -> ``{"a": "coef.npy"}``; each channel at most once."""
+    mapping: dict[str, str] = {}
+    for item in items or []:
+        name, sep, where = item.partition("=")
+        name, where = name.strip(), where.strip()
+        if not sep or not name or not where:
+            raise PirfError(f"--channel expects CHANNEL=SOURCE, got '{item}'")
+        if name in mapping:
+            raise PirfError(f"--channel maps '{name}' twice")
+        mapping[name] = where
+    return mapping
+
+
+@app.command("import")
+def import_(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="PDEBench or The Well HDF5 file; for npy a directory of CHANNEL.npy files "
+            "or one (N, C, H, W) .npy file."
+        ),
+    ],
+    format: Annotated[ImportFormat, typer.Option("--format", help="Layout of the source.")],
+    out: Annotated[Path, typer.Option("--out-file", help="Output pirf file (.h5).")],
+    pde: Annotated[
+        str | None,
+        typer.Option("--pde", help="PDE of the fields; default: the one a pirf export names."),
+    ] = None,
+    param: ParamOpt = None,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--channel",
+            help="CHANNEL=SOURCE: a .npy file in the directory (npy) or a field (the-well, "
+            "e.g. u=tracer or v=t1_fields/velocity:1); repeat.",
+        ),
+    ] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Import only the first N samples.")] = None,
+    compression: CompressionOpt = Compression.none,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a PDEBench, The Well or .npy dataset as a pirf file, checked before writing."""
+    import pirf.data
+
+    with ProgressReporter(enabled=not as_json) as reporter:
+        summary = pirf.data.import_fields(
+            source,
+            out,
+            format=format.value,
+            pde=pde,
+            params=parse_params(param),
+            channels=parse_channels(channel),
+            n=n,
+            force=force,
+            compression=_compression(compression),
+            progress=reporter.callback("import"),
+        )
+    if as_json:
+        emit_json(summary.to_json())
+        return
+    console.print(
+        f"Imported {summary.written.n} samples of [bold]{summary.pde.name}[/] "
+        f"{json.dumps(summary.pde.params)} from {format.value} file {source} into "
+        f"{summary.written.path} ({'x'.join(map(str, summary.written.shape))}, "
+        f"{summary.seconds:.2f} s)",
+        highlight=False,
+    )
+    for name, where in summary.channels.items():
+        console.print(f"  {name} <- {where}", highlight=False)
+    if summary.restored:
+        console.print("pirf's metadata restored from the source's attributes", highlight=False)
+    for axis in summary.grid:
+        state = {None: "no coordinates in the source", True: "matches", False: "DIFFERS"}
+        console.print(
+            f"  {axis['pirf']}; source: {axis['source'] or '-'} ({state[axis['matches']]})",
+            highlight=False,
+        )
+    console.print(f"Check the residual: pirf data check {summary.written.path}", highlight=False)
+
+
+@app.command("export")
+def export(
+    file: Annotated[Path, typer.Argument(help="A pirf HDF5 file (dataset or samples).")],
+    format: Annotated[ExportFormat, typer.Option("--format", help="Layout to write.")],
+    out: Annotated[Path, typer.Option("--out-file", help="Output file (.hdf5).")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a pirf file as PDEBench or The Well HDF5, with pirf's metadata in attributes."""
+    import pirf.data
+
+    with ProgressReporter(enabled=not as_json) as reporter:
+        summary = pirf.data.export_fields(
+            file, out, format=format.value, force=force, progress=reporter.callback("export")
+        )
+    if as_json:
+        emit_json(summary.to_json())
+        return
+    console.print(
+        f"Exported {summary.n} samples of {file} to {summary.path} ({summary.format}, "
+        f"{summary.layout} layout, {summary.seconds:.2f} s)",
+        highlight=False,
+    )
+    for name, shape in summary.datasets.items():
+        console.print(f"  {name}: {'x'.join(map(str, shape))}", highlight=False)

@@ -9,6 +9,7 @@ percentile over samples, because a mean can hide a few broken samples.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,10 @@ def check(
     Keys: ``path``, ``pde``, ``params``, ``n``, ``resolution``, ``channels``, ``shape``,
     ``split``, ``seed``, ``source``, ``format_version``, ``normalisation``,
     ``channel_stats`` (per channel ``mean, std, min, max``), ``residual`` (``mse, mae,
-    mse_median, mse_p90, mae_median, mae_p90, points``), ``seconds``. Raises
+    mse_median, mse_p90, mae_median, mae_p90, points``), ``grid`` (one line per axis: where
+    pirf's values live), ``imported`` (None, or for ``pirf data import`` files: ``format``,
+    ``source``, ``channels``, and ``grid``/``grid_matches`` comparing the source's
+    coordinates with pirf's), ``seconds``. Raises
     :class:`PirfError` for a missing, corrupt or non-pirf file and for NaN/inf values.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
@@ -99,5 +103,32 @@ def check(
             "normalisation": data.normalisation.to_json(),
             "channel_stats": stats_by_channel(stats, data.channels),
             "residual": {**summarise(mse_all, mae_all), "points": points},
+            "grid": data.pde.grid.describe(data.shape[2:]),
+            "imported": imported(data.attrs),
             "seconds": time.perf_counter() - start,
         }
+
+
+def imported(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """Where an imported file came from and how the source's coordinates compare with the
+    PDE's grid (``pirf data import`` records it), or None for a file made by pirf."""
+    if "import_format" not in attrs:
+        return None
+    grid = _json(attrs.get("import_grid")) or []
+    known = [axis.get("matches") for axis in grid if axis.get("matches") is not None]
+    return {
+        "format": attrs["import_format"],
+        "source": attrs.get("import_source"),
+        "channels": _json(attrs.get("import_channels")),
+        "grid": grid,
+        "grid_matches": all(known) if known else None,
+    }
+
+
+def _json(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value

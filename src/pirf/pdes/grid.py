@@ -61,6 +61,27 @@ class Grid:
         first, second = self.coordinates(shape, dtype=dtype, device=device)
         return torch.meshgrid(first, second, indexing="ij")  # type: ignore[return-value]
 
+    def describe(self, shape: tuple[int, int]) -> list[str]:
+        """One line per axis saying where its values live, e.g. ``"x: 32 nodes including
+        the boundary of [0, 1], h = 1/(R-1) = 0.03226"``: what a user compares against an
+        external dataset's own convention (nodes, cell centres, periodic points)."""
+        lines = []
+        for axis, n in enumerate(shape):
+            name, lower, upper = self.axes[axis], self.lower[axis], self.upper[axis]
+            step = self.spacing(shape)[axis]
+            if self.endpoint[axis]:
+                where = f"{n} nodes including the boundary of [{lower:g}, {upper:g}]"
+                rule = "h = L/(R-1)" if upper - lower != 1 else "h = 1/(R-1)"
+            elif self.periodic[axis]:
+                where = f"{n} periodic points of [{lower:g}, {upper:g}) without the repeated end"
+                rule = "h = L/R" if upper - lower != 1 else "h = 1/R"
+            else:
+                where = f"{n} points of [{lower:g}, {upper:g}) from the lower end, one step short"
+                where += " of the upper"
+                rule = "h = L/R" if upper - lower != 1 else "h = 1/R"
+            lines.append(f"{name}: {where}, {rule} = {step:.4g}")
+        return lines
+
     def to_json(self) -> dict[str, Any]:
         return {key: list(value) for key, value in asdict(self).items()}
 
