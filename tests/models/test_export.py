@@ -226,3 +226,10 @@ def test_an_export_is_a_base_for_finetuning(base, tmp_path):
     export_model(base, tmp_path / "model")
     summary = finetune(config(tmp_path / "model", tmp_path / "run", iters=1, eval_every=0))
     assert summary["completed"] and summary["iterations"] == 1
+
+
+def test_an_export_of_an_export_is_the_same_model(base, tmp_path):
+    export_model(base, tmp_path / "first")
+    summary = export_model(tmp_path / "first", tmp_path / "second")
+    assert summary["weights"] == "ema" and summary["checkpoint_kind"] == "checkpoint"
+    assert torch.equal(draws(tmp_path / "second"), draws(base))

@@ -133,13 +133,29 @@ def export_config(
     }
 
 
+def _exported_weights(directory: Path) -> str | None:
+    """Which weights an earlier export holds (``export.weights`` of its ``config.json``);
+    None for a checkpoint that is not an export."""
+    if not _is_export(directory):
+        return None
+    try:
+        recorded = json.loads((directory / EXPORT_INFO_FILE).read_text()).get("export", {})
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    weights = recorded.get("weights") if isinstance(recorded, dict) else None
+    return weights if weights in ("ema", "model") else None
+
+
 def _backbone_tensors(directory: Path, ema: bool) -> tuple[dict[str, torch.Tensor], str]:
     """The backbone tensors a sampler uses (EMA when asked for and recorded), checked
-    against the architecture by loading them, and which they are (``ema`` or ``model``)."""
+    against the architecture by loading them, and which they are (``ema`` or ``model``;
+    an export of an export keeps what the first one said)."""
     from pirf.models.loaded import load_model
 
     loaded = load_model(directory, ema=ema)
     weights = "ema" if ema and loaded.checkpoint.ema is not None else "model"
+    if loaded.checkpoint.ema is None:
+        weights = _exported_weights(directory) or weights
     tensors = {
         name: tensor.detach().to("cpu", copy=True).contiguous()
         for name, tensor in loaded.denoiser.backbone.state_dict().items()
