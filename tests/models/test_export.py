@@ -233,3 +233,16 @@ def test_an_export_of_an_export_is_the_same_model(base, tmp_path):
     summary = export_model(tmp_path / "first", tmp_path / "second")
     assert summary["weights"] == "ema" and summary["checkpoint_kind"] == "checkpoint"
     assert torch.equal(draws(tmp_path / "second"), draws(base))
+
+
+def test_a_best_checkpoint_at_iteration_0_is_called_the_base_weights(base, tmp_path):
+    # Stopped after one iteration, before any evaluation of the fine-tuned model: best/
+    # holds the base model's weights, saved at iteration 0.
+    run = tmp_path / "run"
+    finetune(config(base, run, iters=4, eval_every=2, stop_at=1))
+    assert load_model(run / "best").checkpoint.info.counters["iteration"] == 0
+    summary = export_model(run, tmp_path / "model")
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "base weights kept by PIRF fine-tuning" in card
+    assert "Iteration 0 holds the base model's weights" in card
+    assert summary["evaluation_iteration"] == 0 and "| metric | this model |\n" in card

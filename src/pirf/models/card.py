@@ -170,6 +170,12 @@ def _finetune_section(records: RunRecords, kind: str) -> list[str]:
         + ".",
         "",
     ]
+    if done == 0:
+        lines += [
+            "Iteration 0 holds the base model's weights: no evaluation of the fine-tuned "
+            "model beat them inside the fidelity band.",
+            "",
+        ]
     if records.base:
         lines += [f"Base model: {records.base}.", ""]
     return [*lines, *_table(_settings(records.finetune), ("setting", "value")), ""]
@@ -267,7 +273,10 @@ def model_card(
     sampling examples use for the exported folder; ``source_sha256``: the SHA-256 of the
     source checkpoint's description, which identifies it.
     """
-    what = "PIRF fine-tuned" if records.finetuned else "trained"
+    what = "trained"
+    if records.finetuned:
+        unchanged = records.counters.get("iteration") == 0
+        what = "base weights kept by PIRF fine-tuning" if unchanged else "PIRF fine-tuned"
     height, width = info.resolution or (None, None)
     backbone = info.architecture.get("backbone")
     lines = _front_matter(pde.name, license)
