@@ -62,12 +62,13 @@ def _is_export(directory: Path) -> bool:
 def check_export_destination(out: str | Path, source: Path, *, force: bool) -> Path:
     """Refuse an ``out`` that export must not write: a file, the source checkpoint or a
     directory holding it, a place inside a checkpoint, an existing non-empty directory
-    (unless ``force`` and it is an earlier export), or an unwritable location."""
+    (unless ``force`` and it is an earlier export), or an unwritable location. Returns
+    ``out`` made absolute (``.`` and ``..`` resolved), where the export is staged beside."""
     from pirf.checks import check_writable_dir, checkpoint_containing
 
     out = Path(out)
     named = option("out")
-    target, origin = out.absolute(), source.absolute()
+    target, origin = Path(os.path.abspath(out)), Path(os.path.abspath(source))
     if out.exists() and not out.is_dir():
         raise PirfError(f"{named} {out} is a file; give a directory")
     if target == origin or target in origin.parents:
@@ -87,7 +88,8 @@ def check_export_destination(out: str | Path, source: Path, *, force: bool) -> P
                 f"{named} {out} holds an earlier export; pass {option('force', True)} to "
                 "replace it"
             )
-    return check_writable_dir(out, "out")
+    check_writable_dir(out, "out")
+    return target
 
 
 def export_config(
@@ -216,7 +218,9 @@ def export_model(
     from pirf.models.card import check_license, model_card
 
     license = check_license(license)
-    source, kind, info, pde = check_model_checkpoint(ckpt, verify=True)
+    given = out
+    # The hashes are verified when the weights are loaded, still before anything is written.
+    source, kind, info, pde = check_model_checkpoint(ckpt)
     out = check_export_destination(out, source, force=force)
     source_info = info_file(source) or source / INFO_FILE
     source_sha256 = file_sha256(source_info)
@@ -270,7 +274,7 @@ def export_model(
         shutil.rmtree(staging, ignore_errors=True)
     evaluation = records.evaluation
     return {
-        "out": str(out),
+        "out": str(given),
         "checkpoint": str(source),
         "checkpoint_kind": kind,
         "pde": pde.name,
