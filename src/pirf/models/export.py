@@ -88,7 +88,7 @@ def check_export_destination(out: str | Path, source: Path, *, force: bool) -> P
                 f"{named} {out} holds an earlier export; pass {option('force', True)} to "
                 "replace it"
             )
-    check_writable_dir(out, "out")
+    check_writable_dir(target.parent, "out")  # staged and renamed there
     return target
 
 
