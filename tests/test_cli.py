@@ -50,8 +50,8 @@ def test_importing_a_package_loads_no_numerical_package(package):
 
 @pytest.mark.parametrize(
     "command",
-    ["train", "finetune", "bench", "demo", "sample", "evaluate", "solve", "diagnose value-gap",
-     "data generate"],
+    ["train", "finetune", "bench", "demo", "sample", "evaluate", "export", "solve",
+     "diagnose value-gap", "data generate"],
 )  # fmt: skip
 def test_a_commands_help_loads_no_numerical_package(command):
     output = _fresh_python(

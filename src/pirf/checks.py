@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 CHECKPOINT_INFO = "checkpoint.json"
 """The file that makes a directory a checkpoint (``pirf.models.checkpoint.INFO_FILE``)."""
+EXPORT_INFO = "config.json"
+"""The description of an exported model, with the same format tag (``EXPORT_INFO_FILE``)."""
 BEST = "best"
 FINAL = "checkpoint"
 CHECKPOINT_KINDS = ("best", "final", "checkpoint")
@@ -107,13 +109,14 @@ def check_writable_dir(path: str | Path, name: str, *, flag: str | None = None) 
 def checkpoint_containing(path: str | Path) -> Path | None:
     """The checkpoint directory ``path`` is, or lies inside, if any."""
     for candidate in (Path(path), *Path(path).parents):
-        info = candidate / CHECKPOINT_INFO
-        if info.is_file():
-            try:
-                if json.loads(info.read_text()).get("format") == "pirf-checkpoint":
-                    return candidate
-            except (OSError, ValueError, AttributeError):
-                continue
+        for name in (CHECKPOINT_INFO, EXPORT_INFO):
+            info = candidate / name
+            if info.is_file():
+                try:
+                    if json.loads(info.read_text()).get("format") == "pirf-checkpoint":
+                        return candidate
+                except (OSError, ValueError, AttributeError):
+                    continue
     return None
 
 
@@ -287,7 +290,7 @@ def check_finetune_run(config: FinetuneConfig) -> None:
     from pirf.finetune.reward import Reward
     from pirf.finetune.run import REFERENCE_LIMIT
     from pirf.finetune.trainable import top_names
-    from pirf.models.checkpoint import file_sha256, read_checkpoint_info
+    from pirf.models.checkpoint import file_sha256, info_file, read_checkpoint_info
     from pirf.models.edm import build_denoiser
     from pirf.training import rundir
     from pirf.training.tracking import check_tracker
@@ -301,7 +304,8 @@ def check_finetune_run(config: FinetuneConfig) -> None:
     if resume_from is not None:
         resumed = read_checkpoint_info(resume_from)
         recorded = resumed.extra.get("finetune", {}).get("base_sha256")
-        if recorded is not None and recorded != file_sha256(ckpt / CHECKPOINT_INFO):
+        description = info_file(ckpt) or ckpt / CHECKPOINT_INFO
+        if recorded is not None and recorded != file_sha256(description):
             raise PirfError(
                 f"{option('resume', True)}: {ckpt} is not the base checkpoint the run started "
                 "from"

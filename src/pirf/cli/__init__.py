@@ -55,6 +55,7 @@ COMMANDS: dict[str, str] = {
     "finetune": "pirf.cli.finetune:finetune",
     "sample": "pirf.cli.sample:sample",
     "evaluate": "pirf.cli.evaluate:evaluate",
+    "export": "pirf.cli.export:export",
     "bench": "pirf.cli.bench:bench",
     "solve": "pirf.cli.solve:solve",
 }

@@ -2,13 +2,16 @@
 
 Typical use::
 
-    from pirf.models import load_checkpoint, load_model, preset_denoiser, save_checkpoint
+    from pirf.models import (
+        export_model, load_checkpoint, load_model, preset_denoiser, save_checkpoint
+    )
 
     model = preset_denoiser("tiny", channels=2, resolution=32)
     denoised = model(noisy, sigma)                      # D(x, sigma), float32
     save_checkpoint("run/base", model, pde=pde, normalisation=norm, resolution=32)
     checkpoint = load_checkpoint("run/base")            # verified; never runs code
     loaded = load_model("runs/poisson")                 # a checkpoint or a run directory
+    export_model("runs/poisson", "poisson-model")       # hub layout: weights, config, card
 
 Any ``nn.Module`` mapping ``(x (B, C, H, W), noise_labels (B,))`` to ``(B, C, H, W)`` can be
 wrapped in :class:`EDMDenoiser`; see ``docs/models.md``.
@@ -45,6 +48,7 @@ __all__ = lazy_exports(
             "loss_weight",
             "sample_training_noise",
         ],
+        "export": ["export_model"],
         "loaded": ["LoadedModel", "load_model", "resolve_checkpoint"],
         "presets": ["PRESETS", "preset_denoiser", "unet_config"],
         "unet": ["UNet", "UNetConfig"],

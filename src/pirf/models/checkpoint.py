@@ -10,6 +10,11 @@ Layout::
       ema.safetensors          EMA backbone state dict (optional)
       optimizer.safetensors    optimizer tensors (optional; the rest of its state is JSON)
 
+An exported model (``pirf export``, :mod:`pirf.models.export`) is a checkpoint too: its
+``config.json`` holds the same description (and a ``model.safetensors`` of the weights a
+sampler uses), and a directory without ``checkpoint.json`` is read from its ``config.json``
+when that carries the pirf format tag (:func:`info_file`).
+
 Nothing is pickled, so loading never runs code from the file. A checkpoint is written into
 a temporary directory beside its destination and renamed into place when complete, so a
 crash never leaves a half-written checkpoint under the final name. Loading verifies the
@@ -45,6 +50,8 @@ from pirf.pdes.normalisation import Normalisation
 FORMAT = "pirf-checkpoint"
 FORMAT_VERSION = 1
 INFO_FILE = "checkpoint.json"
+EXPORT_INFO_FILE = "config.json"
+"""The description of an exported model (the name the Hugging Face hub expects)."""
 MODEL_FILE = "model.safetensors"
 EMA_FILE = "ema.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -268,6 +275,22 @@ def _apply_umask(directory: Path) -> None:
     directory.chmod(0o777 & ~mask)
 
 
+def info_file(directory: str | Path) -> Path | None:
+    """The file that describes the checkpoint ``directory``: its ``checkpoint.json``, else
+    the ``config.json`` of an exported model (one carrying the pirf format tag); None if
+    neither is there."""
+    directory = Path(directory)
+    if (directory / INFO_FILE).is_file():
+        return directory / INFO_FILE
+    exported = directory / EXPORT_INFO_FILE
+    try:
+        if exported.is_file() and json.loads(exported.read_text()).get("format") == FORMAT:
+            return exported
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        pass
+    return None
+
+
 def _is_checkpoint(path: Path) -> bool:
     try:
         return json.loads((path / INFO_FILE).read_text()).get("format") == FORMAT
@@ -381,8 +404,8 @@ def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
         raise PirfError(f"checkpoint {directory} does not exist")
     if not directory.is_dir():
         raise PirfError(f"{directory} is not a pirf checkpoint (a checkpoint is a directory)")
-    info_path = directory / INFO_FILE
-    if not info_path.is_file():
+    info_path = info_file(directory)
+    if info_path is None:
         raise PirfError(f"{directory} is not a pirf checkpoint: it has no {INFO_FILE}")
     try:
         data = json.loads(info_path.read_text())
@@ -520,6 +543,7 @@ __all__ = [
     "check_matches",
     "file_sha256",
     "flatten_state",
+    "info_file",
     "load_checkpoint",
     "read_checkpoint_info",
     "save_checkpoint",

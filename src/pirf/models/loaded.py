@@ -19,7 +19,13 @@ import torch
 
 import pirf.pdes
 from pirf.errors import PirfError
-from pirf.models.checkpoint import INFO_FILE, Checkpoint, file_sha256, load_checkpoint
+from pirf.models.checkpoint import (
+    INFO_FILE,
+    Checkpoint,
+    file_sha256,
+    info_file,
+    load_checkpoint,
+)
 from pirf.models.edm import EDMDenoiser
 from pirf.pdes.base import PDE
 from pirf.pdes.normalisation import Normalisation
@@ -46,7 +52,8 @@ class LoadedModel:
     shape: tuple[int, int, int]
     """``(C, H, W)`` of one sample."""
     sha256: str
-    """SHA-256 of ``checkpoint.json``: identifies this checkpoint in what is made from it."""
+    """SHA-256 of ``checkpoint.json`` (of ``config.json`` for an exported model): identifies
+    this checkpoint in what is made from it."""
     kind: str
     """Which checkpoint :func:`resolve_checkpoint` took: ``"best"`` or ``"final"`` of a run
     directory, or ``"checkpoint"`` for a checkpoint folder given as such."""
@@ -63,17 +70,17 @@ class LoadedModel:
 
 
 def _holds_checkpoint(directory: Path) -> bool:
-    return (directory / INFO_FILE).is_file()
+    return info_file(directory) is not None
 
 
 def resolve_checkpoint(path: str | Path) -> tuple[Path, str]:
     """The checkpoint folder ``path`` names, and which one it is.
 
-    A checkpoint folder is itself (``"checkpoint"``). A run directory of ``pirf finetune``
-    or ``pirf train`` means its ``best/`` checkpoint if it holds one (``"best"``:
-    fine-tuning chooses it on validation seeds inside the fidelity band), else its final
-    ``checkpoint/`` (``"final"``). Anything else is a one-line :class:`PirfError` saying
-    what is missing.
+    A checkpoint folder (an exported model's folder included) is itself
+    (``"checkpoint"``). A run directory of ``pirf finetune`` or ``pirf train`` means its
+    ``best/`` checkpoint if it holds one (``"best"``: fine-tuning chooses it on validation
+    seeds inside the fidelity band), else its final ``checkpoint/`` (``"final"``). Anything
+    else is a one-line :class:`PirfError` saying what is missing.
     """
     directory = Path(path)
     if not directory.exists():
@@ -132,7 +139,7 @@ def load_model(
         pde=pde,
         normalisation=info.normalisation,
         shape=(len(pde.channels), *info.resolution),
-        sha256=file_sha256(directory / INFO_FILE),
+        sha256=file_sha256(info_file(directory) or directory / INFO_FILE),
         kind=kind,
     )
 
