@@ -11,7 +11,10 @@ Typical use::
     loaded = load_model("runs/poisson")                 # a checkpoint or a run directory
 
 Any ``nn.Module`` mapping ``(x (B, C, H, W), noise_labels (B,))`` to ``(B, C, H, W)`` can be
-wrapped in :class:`EDMDenoiser`; see ``docs/models.md``.
+wrapped in :class:`EDMDenoiser`; any other network with :func:`wrap` (output extraction,
+noise labels, top modules, how to rebuild it), an epsilon-prediction network with
+:func:`epsilon_denoiser`, a ``diffusers`` U-Net with :func:`from_diffusers`; see
+``docs/models.md``.
 """
 
 from pirf._lazy import lazy_exports
@@ -26,6 +29,7 @@ __all__ = lazy_exports(
             "parameters_under",
             "register_backbone",
             "top_module_names",
+            "user_network",
         ],
         "checkpoint": [
             "Checkpoint",
@@ -48,5 +52,8 @@ __all__ = lazy_exports(
         "loaded": ["LoadedModel", "load_model", "resolve_checkpoint"],
         "presets": ["PRESETS", "preset_denoiser", "unet_config"],
         "unet": ["UNet", "UNetConfig"],
+        "wrap": ["WrappedNetwork", "wrap"],
+        "vp": ["EpsilonNetwork", "epsilon_denoiser"],
+        "diffusers_unet": ["from_diffusers"],
     },
 )
