@@ -111,6 +111,9 @@ TINY = ("--iters", 2, "--batch", 4, "--steps", 4, "--eval-steps", "4", "--eval-n
         (("--allow-import", "--top-modules", "head,,body"),
          "--top-modules expects comma-separated module names, got 'head,,body'"),
         (("--top-modules", "head"), "pass --allow-import if you trust its source"),
+        (("--allow-import", "--top-modules", "head", "--top-blocks", "1"),
+         "give --top-blocks (a pirf U-Net's finest blocks) or --top-modules (module names), "
+         "not both"),
     ],
 )  # fmt: skip
 def test_bad_modules_and_unallowed_imports_fail_before_any_work(base, tmp_path, capsys,

@@ -352,6 +352,11 @@ def validate(config: FinetuneConfig) -> None:
     _choice("mode", values["mode"], MODES)
     _choice("trainable", values["trainable"], TRAINABLE_SETS)
     _choice("lora_layers", values["lora_layers"], LORA_LAYER_SETS)
+    if values["top_modules"] is not None and values["top_blocks"] is not None:
+        raise PirfError(
+            f"give {option('top_blocks')} (a pirf U-Net's finest blocks) or "
+            f"{option('top_modules')} (module names), not both"
+        )
     _choice("norm", values["norm"], NORMS)
     _choice("reward", values["reward"], REWARDS)
     for name in (
