@@ -395,8 +395,9 @@ def wrap(
       ``kind="denoiser"``), ``"log_sigma"``, or a function ``f(sigma) -> (B,)``.
     - ``top_modules``: names in ``network.named_modules()`` that ``trainable="top"`` trains.
     - ``factory``, ``config``: ``"module:callable"`` (or the callable) and JSON keyword
-      arguments that rebuild ``network``; needed to save a checkpoint. Without them a
-      network with an ``architecture()`` method describes itself.
+      arguments that rebuild ``network``; needed to save a checkpoint. A name is recorded
+      as given and imported only when the checkpoint is loaded (with ``allow_import``).
+      Without them a network with an ``architecture()`` method describes itself.
     """
     label = noise_label if noise_label is not None else ("sigma" if kind == "denoiser" else "edm")
     backbone = WrappedNetwork(
