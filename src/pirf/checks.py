@@ -289,7 +289,7 @@ def check_finetune_run(config: FinetuneConfig) -> None:
 
     from pirf.finetune.reward import Reward
     from pirf.finetune.run import REFERENCE_LIMIT
-    from pirf.finetune.trainable import top_names
+    from pirf.finetune.trainable import model_names, top_names
     from pirf.models.checkpoint import file_sha256, info_file, read_checkpoint_info
     from pirf.models.edm import build_denoiser
     from pirf.training import rundir
@@ -321,10 +321,15 @@ def check_finetune_run(config: FinetuneConfig) -> None:
         weight=objective.reward_weight,
         relative=objective.reward_relative,
     )
+    with torch.device("meta"):  # the structure only: no memory, no initialisation cost
+        model = build_denoiser(
+            info.architecture, sigma_data=info.sigma_data, allow_import=bool(config.allow_import)
+        )
     if layers.trainable == "top" or (layers.trainable == "lora" and layers.lora_layers == "top"):
-        with torch.device("meta"):  # the structure only: no memory, no initialisation cost
-            model = build_denoiser(info.architecture, sigma_data=info.sigma_data)
-        top_names(model, layers.top_blocks)
+        if layers.top_modules is not None:
+            model_names(model, layers.top_modules)
+        else:
+            top_names(model, layers.top_blocks)
     reference = config.evaluation.reference
     if reference is None:  # the run's default: the base model's training set, if present
         training_set = info.extra.get("data", {}).get("path")

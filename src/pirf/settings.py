@@ -147,7 +147,7 @@ def type_name(annotation: Any) -> str:
     """How a message names what a setting takes (``an integer``, ``a list of integers``)."""
     kind = _value_type(annotation)
     if typing.get_origin(kind) is tuple:
-        return "a list of integers"
+        return "a list of names" if _item_type(kind) is str else "a list of integers"
     if typing.get_origin(kind) is dict:
         return "a table of settings"
     return {
@@ -162,6 +162,12 @@ def type_name(annotation: Any) -> str:
 def _value_type(annotation: Any) -> Any:
     args = [t for t in typing.get_args(annotation) if t is not type(None)]
     return args[0] if args else annotation
+
+
+def _item_type(kind: Any) -> Any:
+    """The item type of ``tuple[T, ...]`` (``int`` or ``str``)."""
+    args = typing.get_args(kind)
+    return args[0] if args else int
 
 
 def checked_value(leaf: Leaf, value: Any) -> Any:
@@ -182,11 +188,10 @@ def checked_value(leaf: Leaf, value: Any) -> Any:
         return value
     if kind is Path and isinstance(value, str | Path):
         return Path(value)
-    integers = isinstance(value, list | tuple) and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    )
-    if origin is tuple and integers:
-        return tuple(value)
+    if origin is tuple and isinstance(value, list | tuple):
+        item = _item_type(kind)
+        if all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+            return tuple(value)
     if origin is dict and isinstance(value, Mapping):
         return dict(value)
     raise PirfError(f"{option(leaf.name)} expects {type_name(leaf.annotation)}, got {value!r}")

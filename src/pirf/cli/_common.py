@@ -36,6 +36,15 @@ ThreadsOpt = Annotated[
 ]
 
 
+ALLOW_IMPORT_HELP = (
+    "Let the checkpoint import and run the Python factory its architecture names (a "
+    "wrapped network's module:callable); only for checkpoints you trust."
+)
+"""Help of ``--allow-import``, the same in every command that loads a model."""
+
+AllowImportOpt = Annotated[bool, typer.Option("--allow-import", help=ALLOW_IMPORT_HELP, metavar="")]
+
+
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON object on stdout.", metavar="")
 ]

@@ -12,6 +12,7 @@ from rich import box
 from rich.table import Table
 
 from pirf.cli._common import (
+    AllowImportOpt,
     ProgressReporter,
     ThreadsOpt,
     console,
@@ -128,6 +129,7 @@ def evaluate(
     out: Annotated[
         Path | None, typer.Option("--out-file", help="Also write the report (JSON) here.")
     ] = None,
+    allow_import: AllowImportOpt = False,
     threads: ThreadsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -158,6 +160,7 @@ def evaluate(
                 reference_residual=residual is Residual.reference,
                 figures=figures,
                 progress=reporter.callback,
+                allow_import=allow_import,
             )
     else:
         report = evaluate_files(

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from pirf.cli._common import (
+    AllowImportOpt,
     ProgressReporter,
     ThreadsOpt,
     console,
@@ -59,6 +60,7 @@ def sample(
         bool, typer.Option("--no-ema", help="Use the raw, not EMA, weights.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    allow_import: AllowImportOpt = False,
     threads: ThreadsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -82,6 +84,7 @@ def sample(
             snap=not raw,
             ema=not no_ema,
             force=force,
+            allow_import=allow_import,
             progress=reporter.callback("sampling"),
         )
     note = checkpoint_note(ckpt, Path(summary["checkpoint"]), summary["checkpoint_kind"])

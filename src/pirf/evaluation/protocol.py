@@ -183,6 +183,7 @@ def evaluate_checkpoint(
     batch_size: int | None = None,
     figures: str | Path | None = None,
     progress: Callable[[str], Callable[[int, int], None] | None] | None = None,
+    allow_import: bool = False,
 ) -> dict[str, Any]:
     """Sample ``n`` fields from ``checkpoint`` (a checkpoint, or a run directory's best or
     final one: :func:`pirf.models.resolve_checkpoint`) at each step count and evaluate them;
@@ -191,7 +192,8 @@ def evaluate_checkpoint(
     ``checkpoint/`` (the report's ``checkpoint`` and ``checkpoint_kind`` say which).
     ``progress(label)`` gives the ``progress(done, total)`` function of each step count's
     sampling (the CLI's progress bar). ``reference_residual``: as in
-    :func:`evaluate_files`. Every argument is checked before anything is computed."""
+    :func:`evaluate_files`. ``allow_import``: see :func:`pirf.models.load_model`. Every
+    argument is checked before anything is computed."""
     from pirf.models.loaded import load_model
     from pirf.sampling.from_checkpoint import to_physical
     from pirf.sampling.generate import generate
@@ -218,7 +220,7 @@ def evaluate_checkpoint(
     )
     if reference_residual:
         residual_function(checkpoint_pde, "reference")
-    model = load_model(checkpoint, device=device)
+    model = load_model(checkpoint, device=device, allow_import=allow_import)
     reference_data, reference_fields = _load_reference(reference)
     pde, normalisation = reference_data.pde, reference_data.normalisation
     prepared = prepare_reference(pde, reference_fields, normalisation)

@@ -65,6 +65,16 @@ def _random_steps(text: str) -> tuple[int, ...]:
     return parse_ints(text, "random_steps")
 
 
+def _module_names(text: str) -> tuple[str, ...]:
+    """``"head,out_norm"`` -> ``("head", "out_norm")``; one-line error for an empty list."""
+    names = tuple(part.strip() for part in text.split(","))
+    if not names or any(not name or any(c.isspace() for c in name) for name in names):
+        raise PirfError(
+            f"{option('top_modules')} expects comma-separated module names, got '{text}'"
+        )
+    return names
+
+
 @dataclass
 class Trajectory:
     """The sampler runs whose final samples are rewarded, and where the gradient flows."""
@@ -112,8 +122,17 @@ class Layers:
         "Full-resolution decoder blocks that top trains besides the output layers.",
         shown_default="all of them",
     )
+    top_modules: tuple[str, ...] | None = setting(
+        "Modules that top (and lora on top) trains: names in the network as written "
+        "(its own named_modules(), inside pirf's wrappers), comma-separated.",
+        parse=_module_names,
+        metavar="NAME[,NAME]",
+        shown_default="the network's own choice",
+    )
     lora_rank: int | None = setting("Rank of the LoRA factors.")
-    lora_layers: str | None = setting("LoRA on: top (as --top-blocks picks them) or all.")
+    lora_layers: str | None = setting(
+        "LoRA on: top (as --top-blocks or --top-modules pick them) or all."
+    )
 
 
 @dataclass
@@ -177,6 +196,10 @@ class FinetuneConfig:
     ckpt: Path | None = setting(
         "Base checkpoint (a checkpoint folder or a run directory); its EMA weights start the run."
     )
+    allow_import: bool | None = setting(
+        "Let the base checkpoint import and run the Python factory its architecture names "
+        "(a wrapped network's module:callable); only for checkpoints you trust."
+    )
     trajectory: Trajectory = section(Trajectory)
     layers: Layers = section(Layers)
     objective: Objective = section(Objective)
@@ -209,6 +232,7 @@ DEFAULTS: dict[str, Any] = {
     "trainable": "top",
     "lora_rank": 4,
     "lora_layers": "top",
+    "allow_import": False,
     "reward": "residual",
     "reward_weight": 1.0,
     "reward_snap": False,
@@ -328,6 +352,11 @@ def validate(config: FinetuneConfig) -> None:
     _choice("mode", values["mode"], MODES)
     _choice("trainable", values["trainable"], TRAINABLE_SETS)
     _choice("lora_layers", values["lora_layers"], LORA_LAYER_SETS)
+    if values["top_modules"] is not None and values["top_blocks"] is not None:
+        raise PirfError(
+            f"give {option('top_blocks')} (a pirf U-Net's finest blocks) or "
+            f"{option('top_modules')} (module names), not both"
+        )
     _choice("norm", values["norm"], NORMS)
     _choice("reward", values["reward"], REWARDS)
     for name in (

@@ -131,11 +131,18 @@ class PIRFRun:
                     "iterations done"
                 )
             self.resumed = load_checkpoint(
-                resume_from, device=self.device, bf16=config.trajectory.bf16
+                resume_from,
+                device=self.device,
+                bf16=config.trajectory.bf16,
+                allow_import=bool(config.allow_import),
             )
         self.config = config
         base = load_model(
-            config.ckpt, device=self.device, bf16=config.trajectory.bf16, float32=True
+            config.ckpt,
+            device=self.device,
+            bf16=config.trajectory.bf16,
+            float32=True,
+            allow_import=bool(config.allow_import),
         )
         self.base, start_model = base.checkpoint, base.denoiser
         self.pde, self.normalisation, self.shape = base.pde, base.normalisation, base.shape

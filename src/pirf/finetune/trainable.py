@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from pirf.errors import PirfError
-from pirf.models.backbone import parameters_under
+from pirf.models.backbone import named_modules_under, parameters_under, user_network
 
 TRAINABLE: tuple[str, ...] = ("all", "top")
 
@@ -34,6 +34,18 @@ def top_names(model: nn.Module, blocks: int | None = None) -> list[str]:
             f"{type(model).__name__} does not name its top layers; list the modules to train"
         )
     return list(method(blocks))
+
+
+def model_names(model: nn.Module, names: Sequence[str]) -> list[str]:
+    """Module names given relative to the network the user wrote (names as in its
+    ``named_modules()``, see :func:`pirf.models.backbone.user_network`) as names relative
+    to ``model``; one PirfError naming every unknown name and listing the valid ones."""
+    prefix, network = user_network(model)
+    names = list(names)
+    if not names:
+        raise PirfError("name at least one module to train")
+    named_modules_under(network, names)
+    return [prefix + name if name else prefix.rstrip(".") for name in names]
 
 
 def select_trainable(
@@ -69,4 +81,4 @@ def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
 
 
-__all__ = ["TRAINABLE", "select_trainable", "top_names", "trainable_parameters"]
+__all__ = ["TRAINABLE", "model_names", "select_trainable", "top_names", "trainable_parameters"]

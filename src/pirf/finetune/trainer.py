@@ -43,7 +43,7 @@ from pirf.finetune.pool import StatePool
 from pirf.finetune.regularisers import distillation_regulariser
 from pirf.finetune.reward import Reward
 from pirf.finetune.safety import sanitise_gradients
-from pirf.finetune.trainable import select_trainable, top_names
+from pirf.finetune.trainable import model_names, select_trainable, top_names
 from pirf.finetune.trajectory import (
     GradientTrajectory,
     truncated_trajectory,
@@ -101,9 +101,11 @@ class PIRFTrainer:
     ``normalisation``, or ``loss_fn`` when given. ``shape`` is ``(C, H, W)``. Of ``config``
     the trajectory fields are used (``sampler_steps``, ``truncation``, ``mode``,
     ``trainable``, ``weight_reg``, ``lr``, ...). ``scale`` divides the loss (the base
-    model's residual loss; :meth:`set_scale`). ``top_prefixes`` names the modules that
-    ``trainable='top'`` (or ``'lora'``) trains for a backbone that does not name its top
-    layers itself.
+    model's residual loss; :meth:`set_scale`). ``top_prefixes`` (else the configuration's
+    ``top_modules``) names the modules that ``trainable='top'`` (or ``'lora'``) trains, as
+    names in the network the user wrote (:func:`pirf.models.backbone.user_network`: the
+    network given to ``pirf.models.wrap``, a pirf U-Net, or ``denoiser`` itself when it is
+    a plain module); without them a network that names its top layers chooses.
     """
 
     def __init__(
@@ -177,30 +179,34 @@ class PIRFTrainer:
     # ------------------------------------------------------------------------- set-up
     def _select(self, prefixes: list[str] | None) -> list[tuple[str, nn.Parameter]]:
         cfg = self.config
+        declared = prefixes if prefixes is not None else cfg.layers.top_modules
+        names = None if declared is None else model_names(self.model, declared)
         if cfg.layers.trainable == "lora":
             for parameter in self.model.parameters():
                 parameter.requires_grad_(False)
             # The factors' random start is part of the run: drawn from the run's seed, not
             # from whatever state the caller's global generator is in.
-            if prefixes is None and cfg.layers.lora_layers == "top":
+            if prefixes is None and cfg.layers.lora_layers == "top" and names is None:
                 if not hasattr(self.model, "top_module_names"):
                     raise PirfError(
                         f"{type(self.model).__name__} does not name its top layers; pass "
                         "top_prefixes, or lora_layers='all' to adapt every layer"
                     )
-                prefixes = top_names(self.model, cfg.layers.top_blocks)
+                names = top_names(self.model, cfg.layers.top_blocks)
+            elif prefixes is None and cfg.layers.lora_layers == "all":
+                names = None
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(unit_seed(cfg.optimiser.seed, LORA_STREAM, 0))
-                return attach_lora(self.model, rank=cfg.layers.lora_rank, prefixes=prefixes)
+                return attach_lora(self.model, rank=cfg.layers.lora_rank, prefixes=names)
         if cfg.layers.trainable == "top":
-            if prefixes is None and hasattr(self.model, "top_module_names"):
+            if names is None and hasattr(self.model, "top_module_names"):
                 return select_trainable(self.model, "top", blocks=cfg.layers.top_blocks)
-            if prefixes is None:
+            if names is None:
                 raise PirfError(
                     f"{type(self.model).__name__} does not name its top layers; pass "
                     "top_prefixes (the module names to train)"
                 )
-            return select_trainable(self.model, "top", prefixes=prefixes)
+            return select_trainable(self.model, "top", prefixes=names)
         return select_trainable(self.model, "all")
 
     def calibrate(self, samples: torch.Tensor) -> dict[str, float]:

@@ -14,7 +14,10 @@ Typical use::
     export_model("runs/poisson", "poisson-model")       # hub layout: weights, config, card
 
 Any ``nn.Module`` mapping ``(x (B, C, H, W), noise_labels (B,))`` to ``(B, C, H, W)`` can be
-wrapped in :class:`EDMDenoiser`; see ``docs/models.md``.
+wrapped in :class:`EDMDenoiser`; any other network with :func:`wrap` (output extraction,
+noise labels, top modules, how to rebuild it), an epsilon-prediction network with
+:func:`epsilon_denoiser`, a ``diffusers`` U-Net with :func:`from_diffusers`; see
+``docs/models.md``.
 """
 
 from pirf._lazy import lazy_exports
@@ -29,6 +32,7 @@ __all__ = lazy_exports(
             "parameters_under",
             "register_backbone",
             "top_module_names",
+            "user_network",
         ],
         "checkpoint": [
             "Checkpoint",
@@ -52,5 +56,8 @@ __all__ = lazy_exports(
         "loaded": ["LoadedModel", "load_model", "resolve_checkpoint"],
         "presets": ["PRESETS", "preset_denoiser", "unet_config"],
         "unet": ["UNet", "UNetConfig"],
+        "wrap": ["WrappedNetwork", "wrap"],
+        "vp": ["EpsilonNetwork", "epsilon_denoiser"],
+        "diffusers_unet": ["from_diffusers"],
     },
 )

@@ -27,12 +27,21 @@ from typing import Any
 
 from torch import nn
 
-from pirf.errors import PirfError
+from pirf.errors import PirfError, option
 
 BackboneFactory = Callable[..., nn.Module]
 """``factory(**config) -> nn.Module``."""
 
-_BUILTINS: dict[str, str] = {"unet": "pirf.models.unet:unet_from_config"}
+_BUILTINS: dict[str, str] = {
+    "unet": "pirf.models.unet:unet_from_config",
+    "diffusers_unet2d": "pirf.models.diffusers_unet:unet2d_from_config",
+}
+_NESTED: dict[str, str] = {
+    "wrapped": "pirf.models.wrap:build_wrapped",
+    "epsilon": "pirf.models.vp:build_epsilon",
+}
+"""Built-in backbones around another architecture (``wrap``, epsilon conversion): called as
+``factory(config, allow_import=...)`` so that the inner network obeys the same rule."""
 _REGISTRY: dict[str, BackboneFactory] = {}
 _ENTRY_POINT_GROUP = "pirf.backbones"
 
@@ -43,7 +52,7 @@ def register_backbone(name: str, factory: BackboneFactory, *, replace: bool = Fa
         raise PirfError(f"backbone name must be non-empty and contain no ':', got {name!r}")
     if not callable(factory):
         raise PirfError(f"backbone factory for '{name}' is not callable")
-    if (name in _REGISTRY or name in _BUILTINS) and not replace:
+    if (name in _REGISTRY or name in _BUILTINS or name in _NESTED) and not replace:
         raise PirfError(f"a backbone named '{name}' is already registered; pass replace=True")
     _REGISTRY[name] = factory
 
@@ -62,7 +71,7 @@ def _import(target: str) -> BackboneFactory:
 def backbone_names() -> list[str]:
     """Registered backbone names (built in, registered in Python, from entry points)."""
     installed = {ep.name for ep in entry_points(group=_ENTRY_POINT_GROUP)}
-    return sorted(set(_BUILTINS) | set(_REGISTRY) | installed)
+    return sorted(set(_BUILTINS) | set(_NESTED) | set(_REGISTRY) | installed)
 
 
 def _factory(name: str, allow_import: bool) -> BackboneFactory:
@@ -77,8 +86,8 @@ def _factory(name: str, allow_import: bool) -> BackboneFactory:
         if not allow_import:
             raise PirfError(
                 f"architecture names the importable factory '{name}'; loading it would run "
-                "code outside pirf: register it with pirf.models.register_backbone, or allow "
-                "imports explicitly if you trust its source"
+                "code outside pirf: register it with pirf.models.register_backbone, or pass "
+                f"{option('allow_import', True)} if you trust its source"
             )
         return _import(name)
     raise PirfError(f"unknown backbone '{name}'; known: {', '.join(backbone_names())}")
@@ -101,6 +110,9 @@ def check_architecture(architecture: Any) -> dict[str, Any]:
 def build_backbone(architecture: Mapping[str, Any], *, allow_import: bool = False) -> nn.Module:
     """Construct the backbone an architecture describes (see the module docstring)."""
     spec = check_architecture(architecture)
+    if spec["backbone"] in _NESTED and spec["backbone"] not in _REGISTRY:
+        backbone = _import(_NESTED[spec["backbone"]])(spec["config"], allow_import=allow_import)
+        return backbone
     factory = _factory(spec["backbone"], allow_import)
     try:
         backbone = factory(**spec["config"])
@@ -128,15 +140,47 @@ def top_module_names(backbone: nn.Module, blocks: int | None = None) -> list[str
     return names
 
 
+NETWORK_ATTRIBUTE = "network_attribute"
+"""Class attribute of a pirf wrapper naming the submodule that holds the network it wraps
+(``EDMDenoiser``: ``backbone``; ``WrappedNetwork`` and the epsilon converters: ``network``)."""
+
+
+def user_network(model: nn.Module) -> tuple[str, nn.Module]:
+    """The network the user wrote inside pirf's wrappers, and its name prefix in ``model``.
+
+    Module names given for layer-wise fine-tuning (``top_prefixes``, ``--top-modules``,
+    ``wrap(top_modules=...)``) are relative to this network, i.e. names as in its own
+    ``named_modules()``: ``("backbone.network.", net)`` for ``wrap(net)``, ``("backbone.",
+    unet)`` for a pirf U-Net, ``("", model)`` for a plain ``D(x, sigma)`` module.
+    """
+    prefix = ""
+    while isinstance(getattr(type(model), NETWORK_ATTRIBUTE, None), str):
+        attribute = getattr(type(model), NETWORK_ATTRIBUTE)
+        model = getattr(model, attribute)
+        prefix += attribute + "."
+    return prefix, model
+
+
+def _valid_names(module: nn.Module, depth: int = 2, limit: int = 40) -> str:
+    """Module names of ``module`` up to ``depth`` components, shortened to ``limit``."""
+    names = [n for n, _ in module.named_modules() if n and n.count(".") < depth]
+    shown = ", ".join(names[:limit])
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return (shown + more) or "none (it has no submodules)"
+
+
 def named_modules_under(module: nn.Module, prefixes: Iterable[str]) -> dict[str, nn.Module]:
-    """The submodules with the given qualified names; PirfError naming any that is missing."""
+    """The submodules with the given qualified names; one PirfError naming every name that
+    is missing and listing the valid ones (to two levels)."""
     modules = dict(module.named_modules())
-    chosen = {}
-    for name in prefixes:
-        if name not in modules:
-            raise PirfError(f"{type(module).__name__} has no module named '{name}'")
-        chosen[name] = modules[name]
-    return chosen
+    prefixes = list(prefixes)
+    missing = [name for name in prefixes if name not in modules]
+    if missing:
+        raise PirfError(
+            f"{type(module).__name__} has no module named {', '.join(map(repr, missing))}; "
+            f"valid names: {_valid_names(module)}"
+        )
+    return {name: modules[name] for name in prefixes}
 
 
 def parameters_under(module: nn.Module, prefixes: Iterable[str]) -> list[tuple[str, nn.Parameter]]:
@@ -163,4 +207,5 @@ __all__ = [
     "parameters_under",
     "register_backbone",
     "top_module_names",
+    "user_network",
 ]

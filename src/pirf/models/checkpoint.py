@@ -324,7 +324,10 @@ def save_checkpoint(
     """Write a checkpoint directory atomically and return what ``checkpoint.json`` says.
 
     ``model`` and ``ema`` are :class:`EDMDenoiser` s (or, for ``ema``, its backbone) of the
-    same architecture; ``optimizer`` an optimizer or its ``state_dict()``; ``pde`` a
+    same architecture (``pirf.models.wrap`` and ``from_diffusers`` make one of any network;
+    the architecture then records the network's ``module:callable`` factory and its JSON
+    keyword arguments, and saving refuses, saying what to provide, when it cannot);
+    ``optimizer`` an optimizer or its ``state_dict()``; ``pde`` a
     ``pirf.pdes.PDE`` or its ``metadata()``. ``architecture`` is needed only when the
     model's backbone cannot describe itself. An existing checkpoint is replaced only with
     ``overwrite=True``; anything else at ``path`` is never replaced.
@@ -336,11 +339,17 @@ def save_checkpoint(
         if not (destination.is_dir() and _is_checkpoint(destination)):
             raise PirfError(f"refusing to replace {destination}: it is not a pirf checkpoint")
     if not isinstance(model, EDMDenoiser):
-        raise PirfError("save_checkpoint expects an EDMDenoiser (wrap the backbone first)")
+        raise PirfError(
+            f"save_checkpoint expects a pirf denoiser, got {type(model).__name__}: wrap it "
+            "first, e.g. pirf.models.wrap(net, shape=..., kind='denoiser', "
+            "factory='module:callable', config={...}) for a plain D(x, sigma) module"
+        )
     spec = architecture if architecture is not None else model.architecture
     if spec is None:
+        problem = getattr(model, "rebuild_problem", None)
         raise PirfError(
-            f"cannot describe the architecture of {type(model.backbone).__name__}; "
+            problem
+            or f"cannot describe the architecture of {type(model.backbone).__name__}; "
             'pass architecture={"backbone": ..., "config": {...}}'
         )
     if pde is not None and not isinstance(pde, Mapping):

@@ -28,6 +28,7 @@ from pirf.models.backbone import (
     check_architecture,
     named_modules_under,
     top_module_names,
+    user_network,
 )
 
 SIGMA_DATA = 0.5
@@ -36,6 +37,16 @@ P_MEAN = -1.2
 """Mean of ``ln sigma`` in training."""
 P_STD = 1.2
 """Standard deviation of ``ln sigma`` in training."""
+
+INTERFACES = ("edm", "edm_sigma", "denoiser")
+"""What a backbone computes, by its class attribute ``denoiser_interface`` (default ``edm``):
+
+- ``edm``: ``F(c_in x, c_noise)``, preconditioned as in the module docstring;
+- ``edm_sigma``: the same ``F`` but it receives ``sigma`` itself and maps it to its own
+  noise input (``pirf.models.wrap`` with a ``noise_label`` other than EDM's);
+- ``denoiser``: ``D(x, sigma)`` itself, no preconditioning (a user's complete denoiser, or
+  a converted epsilon-prediction model, ``pirf.models.vp``).
+"""
 
 
 @dataclass(frozen=True)
@@ -99,7 +110,13 @@ class EDMDenoiser(nn.Module):
     whose accuracy sets the residual floor. Further keyword arguments are conditioning for
     a conditional backbone, handed to it as given (not preconditioned): ``D(x, sigma,
     condition=g)`` is ``c_skip x + c_out F(c_in x, c_noise, condition=g)``.
+
+    A backbone whose class sets ``denoiser_interface`` (see :data:`INTERFACES`) receives
+    ``sigma`` instead of ``c_noise``, or computes ``D`` itself.
     """
+
+    network_attribute = "backbone"
+    """The submodule holding the wrapped network (``pirf.models.backbone.user_network``)."""
 
     def __init__(
         self,
@@ -129,7 +146,7 @@ class EDMDenoiser(nn.Module):
         **conditioning: torch.Tensor | None,
     ) -> torch.Tensor:
         x = x.to(working_dtype(x))
-        coefficients = edm_coefficients(per_sample_sigma(sigma, x), self.sigma_data)
+        sigma = per_sample_sigma(sigma, x)
         use_bf16 = self.bf16 if autocast is None else autocast
         # On CUDA the context is always entered: disabled, it also switches off an autocast
         # region the caller may be in, so autocast=False really means float32.
@@ -138,8 +155,14 @@ class EDMDenoiser(nn.Module):
             if x.device.type == "cuda"
             else contextlib.nullcontext()
         )
+        interface = getattr(self.backbone, "denoiser_interface", "edm")
+        if interface == "denoiser":
+            with context:
+                return self.backbone(x, sigma, **conditioning).to(x.dtype)
+        coefficients = edm_coefficients(sigma, self.sigma_data)
+        labels = sigma if interface == "edm_sigma" else coefficients.c_noise
         with context:
-            raw = self.backbone(coefficients.c_in * x, coefficients.c_noise, **conditioning)
+            raw = self.backbone(coefficients.c_in * x, labels, **conditioning)
         return coefficients.c_skip * x + coefficients.c_out * raw.to(x.dtype)
 
     def top_module_names(
@@ -147,16 +170,18 @@ class EDMDenoiser(nn.Module):
     ) -> list[str]:
         """Names (relative to this module) of the modules layer-wise fine-tuning trains.
 
-        ``prefixes`` names them explicitly, relative to the backbone (for backbones without a
-        ``top_module_names`` method); otherwise the backbone's own method picks the last
-        ``blocks`` full-resolution decoder blocks and the output layers.
+        ``prefixes`` names them explicitly, relative to the network the user wrote
+        (:func:`~pirf.models.backbone.user_network`: the backbone, or the network inside
+        ``pirf.models.wrap``); otherwise the backbone's own method picks them (a pirf U-Net:
+        the last ``blocks`` full-resolution decoder blocks and the output layers; a wrapped
+        network: the ``top_modules`` it was wrapped with).
         """
         if prefixes is not None:
+            prefix, network = user_network(self)
             names = list(prefixes)
-            named_modules_under(self.backbone, names)  # validates that each name exists
-        else:
-            names = top_module_names(self.backbone, blocks)
-        return [f"backbone.{name}" for name in names]
+            named_modules_under(network, names)  # one error naming every unknown name
+            return [prefix + name for name in names]
+        return [f"backbone.{name}" for name in top_module_names(self.backbone, blocks)]
 
 
 def build_denoiser(
@@ -227,6 +252,7 @@ def edm_loss(
 
 
 __all__ = [
+    "INTERFACES",
     "P_MEAN",
     "P_STD",
     "SIGMA_DATA",

@@ -110,6 +110,7 @@ def load_model(
     ema: bool = True,
     bf16: bool = True,
     float32: bool = False,
+    allow_import: bool = False,
 ) -> LoadedModel:
     """Open the checkpoint ``path`` names (a checkpoint or a run directory, see
     :func:`resolve_checkpoint`) for use on ``device``.
@@ -119,9 +120,18 @@ def load_model(
     precision anyway); ``float32`` casts its weights to float32, for training from them.
     The checkpoint must record its PDE, normalisation and resolution, as every checkpoint
     ``pirf train``, ``pirf finetune`` and the trained baselines write does.
+    ``allow_import`` lets an architecture that names a ``module:callable`` factory (a
+    network saved through ``pirf.models.wrap``) import and run it.
     """
     directory, kind = resolve_checkpoint(path)
-    checkpoint = load_checkpoint(directory, device=device, ema=ema, optimizer=False, bf16=bf16)
+    checkpoint = load_checkpoint(
+        directory,
+        device=device,
+        ema=ema,
+        optimizer=False,
+        bf16=bf16,
+        allow_import=allow_import,
+    )
     info = checkpoint.info
     if info.pde is None or info.normalisation is None or info.resolution is None:
         raise PirfError(

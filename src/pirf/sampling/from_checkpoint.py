@@ -50,13 +50,14 @@ def sample_to_file(
     ema: bool = True,
     force: bool = False,
     progress: ProgressFn | None = None,
+    allow_import: bool = False,
 ) -> dict[str, Any]:
     """Sample ``n`` fields from a checkpoint into ``out``; returns the summary (JSON-able).
 
     ``checkpoint`` may be a run directory: its ``best/`` if it has one, else its final
     ``checkpoint/`` (the summary's ``checkpoint`` and ``checkpoint_kind`` say which).
     Every argument is checked before the model is loaded; the file appears only when
-    complete."""
+    complete. ``allow_import``: see :func:`pirf.models.load_model`."""
     check_count("n", n)
     check_count("steps", steps)
     check_count("seed", seed, minimum=0)
@@ -67,7 +68,7 @@ def sample_to_file(
     torch_device = check_device(device)
     destination = check_output_file(out, "out", force=force, flag="--out-file")
     resolved, kind, _, _ = check_model_checkpoint(checkpoint)
-    model = load_model(resolved, device=torch_device, ema=ema)
+    model = load_model(resolved, device=torch_device, ema=ema, allow_import=allow_import)
     low_precision = bf16 and torch_device.type == "cuda"  # bf16 autocast is for GPUs
     result: SamplingResult = generate(
         model.denoiser,
