@@ -36,6 +36,15 @@ ThreadsOpt = Annotated[
 ]
 
 
+FIGURE_FORMAT_HELP = "File format of the figures: png, or pdf / svg (vector)."
+"""Help of ``--figure-format``, the same on every command that writes figures."""
+
+FigureFormatOpt = Annotated[
+    str,
+    typer.Option("--figure-format", help=FIGURE_FORMAT_HELP, metavar="{png,pdf,svg}"),
+]
+
+
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON object on stdout.", metavar="")
 ]
