@@ -18,6 +18,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from pirf.settings import FIGURE_FORMAT_HELP, FIGURE_FORMAT_METAVAR
+
 console = Console(stderr=False)
 console_err = Console(stderr=True)
 for _console in (console, console_err):
@@ -36,13 +38,12 @@ ThreadsOpt = Annotated[
 ]
 
 
-FIGURE_FORMAT_HELP = "File format of the figures: png, or pdf / svg (vector)."
-"""Help of ``--figure-format``, the same on every command that writes figures."""
-
 FigureFormatOpt = Annotated[
     str,
-    typer.Option("--figure-format", help=FIGURE_FORMAT_HELP, metavar="{png,pdf,svg}"),
+    typer.Option("--figure-format", help=FIGURE_FORMAT_HELP, metavar=FIGURE_FORMAT_METAVAR),
 ]
+"""``--figure-format`` of the commands whose options are not generated from a
+configuration (which declare it as a setting, with the same help)."""
 
 
 JsonOpt = Annotated[

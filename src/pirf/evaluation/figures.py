@@ -29,14 +29,13 @@ import numpy as np
 import torch
 
 from pirf.errors import PirfError, option
+from pirf.settings import FIGURE_FORMATS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.colorbar import Colorbar
     from matplotlib.figure import Figure
 
-FIGURE_FORMATS: tuple[str, ...] = ("png", "pdf", "svg")
-"""File formats of every figure pirf writes: PNG (raster) or PDF and SVG (vector)."""
 DEFAULT_FIGURE_FORMAT = "png"
 DPI = 110
 """Resolution of PNG figures (vector formats ignore it except for embedded images)."""
