@@ -172,3 +172,41 @@ def test_an_unknown_format_is_refused_and_nothing_is_written(tmp_path):
         save_figure(figure, tmp_path / "out" / "x", "jpeg")
     assert not (tmp_path / "out").exists()
     assert Path(save_figure(figure, tmp_path / "x", "svg")).suffix == ".svg"
+
+
+def _log_axes(figure) -> list:
+    """Every logarithmic x or y axis of a figure."""
+    found = []
+    for axis in figure.axes:
+        if axis.get_xscale() == "log":
+            found.append(axis.xaxis)
+        if axis.get_yscale() == "log":
+            found.append(axis.yaxis)
+    return found
+
+
+def test_every_curve_figure_labels_its_log_decades_alike():
+    from pirf.bench.report import tradeoff_figure
+    from pirf.diagnostics.figures import value_gap_figure
+    from pirf.finetune.figures import curves_figure
+
+    records = [
+        {"kind": "train", "iteration": 1, "reward_loss": 0.5, "regulariser": 1e-3},
+        {"kind": "train", "iteration": 2, "reward_loss": 0.1, "regulariser": 2e-3},
+        {"kind": "eval", "iteration": 2, "residual_mse": {"20": 1e-3}, "fidelity": {"mmd": 0.2}},
+    ]
+    summary = {"base": {"residual_mse": {"20": 1e-2}, "fidelity": {"mmd": 0.1}}}
+    row = {"method": "base", "label": "base model", "steps": 20, "nfe": 39,
+           "headline": {"residual_mse": 1e-2, "mmd": 0.1}}  # fmt: skip
+    gap = [{"kind": kind, "sigma": sigma, "one_step": -1.0, "ode": -0.1, "sde": -0.2,
+            "clean": -1e-9} for kind in ("data", "trajectory") for sigma in (0.1, 1.0)]  # fmt: skip
+    figures = {
+        "curves": (curves_figure(records, summary), 2),
+        "trade-offs": (tradeoff_figure("poisson", [row, {**row, "steps": 40, "nfe": 79}]), 3),
+        "value gap": (value_gap_figure(gap, title="t"), 4),
+    }
+    for name, (figure, count) in figures.items():
+        axes = _log_axes(figure)
+        assert len(axes) >= count, name
+        for axis in axes:
+            assert isinstance(axis.get_major_formatter(), LogFormatterMathtext), name
