@@ -58,7 +58,13 @@ def test_bench_poisson_base_diffusionpde_pirf_end_to_end(tmp_path, capsys):
     assert report["pdes"]["poisson"]["bar"] is not None
     markdown = (out / "report.md").read_text()
     assert "| ground truth |" in markdown and "| DiffusionPDE | 20 |" in markdown
-    assert (out / "figures" / "poisson-samples.png").is_file()
+    figures = out / "figures"
+    for name in ("samples", "residuals", "tradeoffs"):
+        assert (figures / f"poisson-{name}.png").read_bytes()[:4] == b"\x89PNG"
+    # Every sample's residual is in the result file (the histogram's), not in the report.
+    result = json.loads((out / "poisson" / "results" / "pirf-20.json").read_text())
+    assert len(result["residual_mse_per_sample"]) == 8
+    assert all("residual_mse_per_sample" not in row for row in rows)
     # Rerunning finds every stage done and runs none of them again.
     stamp = (out / "poisson" / "results" / "pirf-20.json").stat().st_mtime_ns
     capsys.readouterr()
@@ -68,16 +74,24 @@ def test_bench_poisson_base_diffusionpde_pirf_end_to_end(tmp_path, capsys):
     assert (out / "poisson" / "results" / "pirf-20.json").stat().st_mtime_ns == stamp
     # --report-only runs nothing, even for a method never prepared, and reports what exists.
     with_pidm = [a if a != "base,diffusionpde,pirf,pirf+c" else "base,pidm,pirf" for a in args]
-    assert main([*with_pidm, "--report-only"]) == 0
+    assert main([*with_pidm, "--report-only", "--figure-format", "pdf"]) == 0
     report = json.loads((out / "report.json").read_text())
+    assert (figures / "poisson-samples.pdf").read_bytes()[:4] == b"%PDF"
+    assert report["pdes"]["poisson"]["figures"][0].endswith("poisson-samples.pdf")
     assert [r["method"] for r in report["pdes"]["poisson"]["rows"]] == ["base", "pirf"]
     assert not (out / "poisson" / "pidm").exists()
 
 
 def test_bench_rejects_unknown_names(tmp_path, capsys):
-    for option, value in (("--pdes", "navier"), ("--methods", "magic"), ("--preset", "huge")):
+    for option, value in (
+        ("--pdes", "navier"),
+        ("--methods", "magic"),
+        ("--preset", "huge"),
+        ("--figure-format", "gif"),
+    ):
         assert main(["bench", "--out", str(tmp_path / "x"), option, value]) == 2
         assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
 
 
 def test_base_is_always_a_row_and_presets_take_overrides():

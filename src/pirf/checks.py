@@ -252,6 +252,7 @@ def check_training_run(config: TrainConfig) -> None:
     the output directory, every sample of the data, and the network the preset and
     ``model_overrides`` describe for that data (a resumed run: that the data fits the
     stored run)."""
+    from pirf.evaluation.figures import check_figure_format
     from pirf.models.checkpoint import read_checkpoint_info
     from pirf.models.presets import unet_config
     from pirf.training import rundir
@@ -261,6 +262,7 @@ def check_training_run(config: TrainConfig) -> None:
     out = Path(config.run.out)
     check_device(config.run.device)
     check_tracker(config.run.tracker)
+    check_figure_format(str(config.run.figure_format))
     check_output_dir(out, "out")
     resume_from = rundir.prepare(out, resume=bool(config.run.resume), create=False)
     data = check_dataset(config.data, "data")
@@ -287,6 +289,7 @@ def check_finetune_run(config: FinetuneConfig) -> None:
     from the same base."""
     import torch
 
+    from pirf.evaluation.figures import check_figure_format
     from pirf.finetune.reward import Reward
     from pirf.finetune.run import REFERENCE_LIMIT
     from pirf.finetune.trainable import model_names, top_names
@@ -298,6 +301,7 @@ def check_finetune_run(config: FinetuneConfig) -> None:
     out = Path(config.run.out)
     check_device(config.run.device)
     check_tracker(config.run.tracker)
+    check_figure_format(str(config.run.figure_format))
     check_output_dir(out, "out")
     resume_from = rundir.prepare(out, resume=bool(config.run.resume), create=False)
     ckpt, _, info, pde = check_model_checkpoint(config.ckpt, verify=True)

@@ -408,6 +408,13 @@ def describe_default(leaf: Leaf, defaults: Mapping[str, Any]) -> str | None:
     return str(value)
 
 
+FIGURE_FORMATS: tuple[str, ...] = ("png", "pdf", "svg")
+"""File formats of every figure pirf writes: PNG (raster) or PDF and SVG (vector)."""
+FIGURE_FORMAT_HELP = "File format of the figures: png, or pdf / svg (vector)."
+FIGURE_FORMAT_METAVAR = "{png,pdf,svg}"
+"""Help and metavar of ``--figure-format``, the same on every command that draws."""
+
+
 def parse_ints(text: str, name: str) -> tuple[int, ...]:
     """``"20,40,80"`` -> ``(20, 40, 80)``: positive integers, one-line error otherwise."""
     try:
@@ -430,6 +437,9 @@ def iter_sections(config: Any) -> Iterator[tuple[str, Any]]:
 
 
 __all__ = [
+    "FIGURE_FORMATS",
+    "FIGURE_FORMAT_HELP",
+    "FIGURE_FORMAT_METAVAR",
     "Leaf",
     "Meta",
     "build",

@@ -52,6 +52,9 @@ def test_value_gap_writes_its_report_and_figure(problem, tmp_path, capsys):
     # The readable table names the kinds and the files.
     code, stdout, _ = run(capsys, *args, "--device", "cpu")
     assert code == 0 and "model trajectories" in stdout and "value-gap.png" in stdout
+    # A vector figure when asked for, with the same log axes.
+    code, stdout, _ = run(capsys, *args, "--device", "cpu", "--figure-format", "pdf")
+    assert code == 0 and (out / "value-gap.pdf").read_bytes()[:4] == b"%PDF"
 
 
 @pytest.mark.parametrize(
@@ -62,6 +65,7 @@ def test_value_gap_writes_its_report_and_figure(problem, tmp_path, capsys):
         (["--n", 50], "fewer than --n"),
         (["--runs", 0], "--runs"),
         (["--steps", 0], "--steps"),
+        (["--figure-format", "eps"], "--figure-format 'eps'; use one of png, pdf, svg"),
     ],
 )
 def test_value_gap_refuses_bad_input_in_one_line(problem, tmp_path, capsys, extra, message):

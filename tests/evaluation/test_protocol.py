@@ -56,8 +56,11 @@ def test_checkpoint_rows_per_step_count(files):
         checkpoint, root / "test.h5", steps=(2, 3), n=6, figures=root / "figures"
     )
     assert [row["nfe"] for row in report["rows"]] == [3, 5]
-    # One grid per row plus the ground truth's, and the spectra; all real PNG files.
-    assert len(report["figures"]) == 4
+    # One grid per row plus the held-out data's, the residual histogram and the spectra;
+    # all real PNG files.
+    names = [Path(figure).name for figure in report["figures"]]
+    assert len(names) == 5 and names[0] == "reference-samples.png"
+    assert names[-2:] == ["residuals.png", "spectra.png"]
     for figure in report["figures"]:
         assert Path(figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report["ground_truth"]["metrics"]["counts"]["reference"] == 48
@@ -138,3 +141,19 @@ def test_terminal_tables_fit_80_columns_and_name_the_run(files, tmp_path):
     assert f"{Path(checkpoint).name} @ 2 steps" in text
     assert all(len(line.rstrip()) <= 80 for line in text.splitlines())
     assert not any(".h5" in Path(figure).name for figure in report["figures"])
+
+
+def test_figures_in_a_vector_format_and_a_bad_format_refused(files, tmp_path, capsys):
+    root, checkpoint = files
+    report = evaluate_checkpoint(checkpoint, root / "test.h5", steps=(2,), n=4,
+                                 figures=tmp_path / "svg", figure_format="svg")  # fmt: skip
+    assert {Path(figure).suffix for figure in report["figures"]} == {".svg"}
+    for figure in report["figures"]:
+        assert "<svg" in Path(figure).read_text()[:2000]
+    code = main(["evaluate", "--samples", str(root / "truth.h5"), "--reference",
+                 str(root / "test.h5"), "--figures", str(tmp_path / "bad"),
+                 "--figure-format", "jpeg"])  # fmt: skip
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in error
+    assert "--figure-format 'jpeg'; use one of png, pdf, svg" in error
+    assert not (tmp_path / "bad").exists()

@@ -40,6 +40,7 @@ def test_help_names_the_options(capsys):
         (("--ckpt", "missing"), "no such checkpoint directory"),
         (("--random-steps", "a,b"), "--random-steps expects comma-separated integers"),
         (("--eval-steps", ""), "--eval-steps expects positive integers"),
+        (("--figure-format", "jpg"), "unknown --figure-format 'jpg'; use one of png, pdf, svg"),
     ],
 )
 def test_bad_inputs_are_one_line_errors(base, tmp_path, capsys, change, message):

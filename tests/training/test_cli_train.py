@@ -48,6 +48,7 @@ def test_json_summary_then_resume(poisson_file, tmp_path, capsys):
         ({"--out": "a-file"}, "is a file; give a directory"),
         ({"--model-option": "base_channels"}, "--model-option expects key=value"),
         ({"--preset": None}, "--preset is required to start a run"),
+        ({"--figure-format": "gif"}, "unknown --figure-format 'gif'; use one of png, pdf, svg"),
     ],
 )
 def test_bad_inputs_are_one_line_errors(poisson_file, tmp_path, capsys, change, message):

@@ -21,9 +21,8 @@ from tests.training.conftest import TINY_NET, WITH_DROPOUT, tiny_config
 
 def test_run_writes_checkpoints_metrics_figures_and_summary(poisson_file, tmp_path):
     out = tmp_path / "run"
-    summary = train(
-        tiny_config(poisson_file, out, figure_every=12, figure_samples=2, figure_steps=3)
-    )
+    previews = {"figure_every": 12, "figure_samples": 2, "figure_steps": 3}
+    summary = train(tiny_config(poisson_file, out, **previews, figure_format="pdf"))
     data = pirf.data.load(poisson_file)
 
     assert summary["completed"] and summary["iterations"] == 6 and summary["start_iteration"] == 0
@@ -51,11 +50,11 @@ def test_run_writes_checkpoints_metrics_figures_and_summary(poisson_file, tmp_pa
     assert summary["final_loss"] == pytest.approx(records[-1]["loss"])
 
     assert [p.split("/")[-1] for p in summary["figures"]] == [
-        "samples-iter-0000003.png",
-        "samples-iter-0000006.png",
+        "samples-iter-0000003.pdf",
+        "samples-iter-0000006.pdf",
     ]
     for figure in summary["figures"]:
-        assert Path(figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert Path(figure).read_bytes()[:4] == b"%PDF"
 
 
 def test_one_step_equals_a_hand_computed_adam_step(poisson_file, tmp_path):

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from pirf.errors import PirfError, option
-from pirf.settings import build, fill, flat, parse_ints, section, setting
+from pirf.settings import (
+    FIGURE_FORMAT_HELP,
+    FIGURE_FORMAT_METAVAR,
+    build,
+    fill,
+    flat,
+    parse_ints,
+    section,
+    setting,
+)
 
 PRESET_NAMES: tuple[str, ...] = ("tiny", "small", "paper")
 
@@ -85,6 +94,7 @@ class BenchConfig:
         "Also write the compact results file (per PDE: the floor and every method's "
         "residual, consistency, joint MMD, diversity and NFE) here."
     )
+    figure_format: str | None = setting(FIGURE_FORMAT_HELP, metavar=FIGURE_FORMAT_METAVAR)
     progress: bool | None = setting("Show progress on stderr.", cli=False)
     sizes: Sizes = section(Sizes)
 
@@ -102,6 +112,7 @@ DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "method_options": {},
     "report_only": False,
+    "figure_format": "png",
     "progress": True,
 }
 """Defaults of a bench; the sizes come from the preset (:data:`PRESETS`)."""
@@ -113,9 +124,7 @@ def resolve(config: BenchConfig) -> BenchConfig:
 
     config = fill(config, DEFAULTS)
     if config.preset not in PRESETS:
-        raise PirfError(
-            f"unknown bench preset '{config.preset}'; use one of {', '.join(PRESETS)}"
-        )
+        raise PirfError(f"unknown bench preset '{config.preset}'; use one of {', '.join(PRESETS)}")
     preset = PRESETS[config.preset].to_json()
     sizes = {name: preset[name] for name in flat(Sizes()) if preset.get(name) is not None}
     return fill(config, sizes)

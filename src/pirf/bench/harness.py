@@ -35,12 +35,14 @@ from pirf.assets import shipped_checkpoint
 from pirf.bench.config import BenchConfig
 from pirf.bench.methods import METHODS, Context, Stage, write_json
 from pirf.bench.presets import BenchPreset, resolve_preset
-from pirf.bench.report import write_report
+from pirf.bench.report import PER_SAMPLE, write_report
 from pirf.checks import check_count, check_device, check_output_dir
 from pirf.errors import PirfError, option
 from pirf.evaluation import evaluate_fields, ground_truth_floor, prepare_reference
+from pirf.evaluation.figures import DEFAULT_FIGURE_FORMAT, check_figure_format
 from pirf.evaluation.results import headline
 from pirf.models import read_checkpoint_info
+from pirf.pdes.residuals import residual_per_sample
 from pirf.training import TrainConfig, rundir, train
 
 TEST_SEED = 0
@@ -179,6 +181,8 @@ def _evaluation_stage(ctx: Context, method: str, steps: int, reference: Callable
                 "cost": adapter.cost(ctx),
                 "headline": headline(metrics).to_json(),
                 "metrics": metrics,
+                # Every sample's residual MSE: the report's histogram of them.
+                PER_SAMPLE: residual_per_sample(model.pde, physical)[0].tolist(),
             },
         )
 
@@ -203,9 +207,7 @@ def _ground_truth_stage(ctx: Context, reference: Callable) -> Stage:
         finally:
             data.close()
         save_file({"samples": first}, str(path.with_suffix(".safetensors")))
-        write_json(
-            path, {"headline": headline(floor).to_json(), "metrics": floor, "n": len(first)}
-        )
+        write_json(path, {"headline": headline(floor).to_json(), "metrics": floor, "n": len(first)})
 
     return Stage("ground truth: residual floor and fidelity floors", path, run)
 
@@ -276,6 +278,7 @@ def run_bench(
     options: dict[str, dict[str, Any]] | None = None,
     report_only: bool = False,
     config: Any = None,
+    figure_format: str = DEFAULT_FIGURE_FORMAT,
 ) -> dict[str, Any]:
     """Run (or resume) the comparison; returns the report (also ``OUT/report.json``).
 
@@ -285,9 +288,11 @@ def run_bench(
     ``options`` maps a method to settings of its configuration or sweep (e.g.
     ``{"pidm": {"residual_weight": 1e-3}}``); a stage already done is not rerun when they
     change, so give changed settings a new ``out``. ``report_only`` runs no stage and
-    writes the report from the results already on disk.
+    writes the report from the results already on disk. ``figure_format``: png, pdf or
+    svg, the format of the report's figures.
     """
     options = options or {}
+    check_figure_format(figure_format)
     _names(",".join(methods), list(METHODS), "method")
     _names(",".join(pdes), list(BENCHMARKS), "PDE")
     for method in options:
@@ -342,6 +347,7 @@ def run_bench(
         "data_seed": DATA_SEED,
         "method_options": options,
         "report_only": report_only,
+        "figure_format": figure_format,
     }
     return write_report(out, contexts, methods, list(steps), settings)
 
@@ -358,6 +364,7 @@ def bench(config: BenchConfig, *, say: Say | None = None, command: str = "") -> 
     from pirf.settings import flat
 
     config = resolve(config)
+    check_figure_format(str(config.figure_format))
     if config.out is None:
         raise PirfError(f"a bench needs {option('out')} (its output directory)")
     results = config.results_json
@@ -379,6 +386,7 @@ def bench(config: BenchConfig, *, say: Say | None = None, command: str = "") -> 
         options=config.method_options,
         report_only=bool(config.report_only),
         config=config,
+        figure_format=str(config.figure_format),
     )
     if results is not None:
         staging = Path(results).with_name(f".{Path(results).name}.tmp")

@@ -6,23 +6,37 @@ MMD with its data floor, spectrum error, diversity, network evaluations per samp
 (forward + backward), seconds per sample and the method's preparation cost. Below it, the
 PIRF bar for each PIRF variant run: at 20 steps, a lower residual than every baseline at
 equal or higher sampling cost, with fidelity within 1.5x the base model's. Figures: a
-sample of each method beside its residual map; residual against NFE; residual against
-fidelity.
+sample of the held-out data and of each method beside its residual map (shared colour
+scales); a histogram of every sample's residual MSE per method against the data's floor;
+residual against NFE; residual against fidelity.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file
 
+import pirf.data
 from pirf.bench.methods import METHODS, PIRF_VARIANTS, Context, write_json
 from pirf.evaluation.band import DEFAULT_BAND, FidelityBand
-from pirf.evaluation.figures import agg_figure, save_comparison
+from pirf.evaluation.figures import (
+    DEFAULT_FIGURE_FORMAT,
+    REFERENCE_LABEL,
+    agg_figure,
+    log_axis,
+    save_comparison,
+    save_figure,
+    save_residual_histogram,
+)
 from pirf.evaluation.results import Headline
+from pirf.pdes.residuals import residual_per_sample
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 BAR_STEPS = 20
 FIDELITY_BAND = DEFAULT_BAND
@@ -114,9 +128,7 @@ def goals(
     baselines = [r for r in rows if r["method"] not in ("base", *PIRF_VARIANTS)]
     costlier = [r for r in baselines if _cost(r) >= _cost(mine)]
     not_beaten = [
-        f"{r['method']}@{r['steps']}"
-        for r in costlier
-        if not residual < _head(r).residual_mse
+        f"{r['method']}@{r['steps']}" for r in costlier if not residual < _head(r).residual_mse
     ]
     in_band = not FidelityBand(FIDELITY_BAND, base_head.fidelity()).violations(head.fidelity())
 
@@ -199,29 +211,75 @@ def _table(pde: str, truth: dict[str, Any] | None, rows: list[dict[str, Any]]) -
     return lines
 
 
-def _figures(ctx: Context, rows: list[dict[str, Any]], folder: Path) -> list[str]:
-    written = []
+PER_SAMPLE = "residual_mse_per_sample"
+"""Key of a result file's per-sample residual MSE (the histogram's values; results written
+before it was kept have none, and their histograms leave them out)."""
+
+
+def _sample_figure(
+    ctx: Context, rows: list[dict[str, Any]], folder: Path, steps: int, figure_format: str
+) -> str | None:
+    """Sample 0 of the held-out data and of every method at ``steps`` (the same noise),
+    beside their residual maps on shared colour scales."""
     pde = ctx.model(ctx.base).pde
-    first_steps = min(r["steps"] for r in rows)
     labelled = []
     truth = ctx.folder / "results" / "ground-truth.safetensors"
     if truth.is_file():
-        labelled.append(("ground truth", load_file(str(truth))["samples"][:1].double()))
+        labelled.append((REFERENCE_LABEL, load_file(str(truth))["samples"][:1].double()))
     for row in rows:
-        if row["steps"] != first_steps:
-            continue
-        path = ctx.folder / "results" / f"{row['method']}-{row['steps']}.safetensors"
-        if path.is_file():
-            fields = pde.snap(load_file(str(path))["samples"][:1].double())
-            labelled.append((row["label"], fields))
-    if labelled:
-        path = save_comparison(
-            folder / f"{ctx.pde_name}-samples.png",
-            [(label, fields, pde.residual(fields)) for label, fields in labelled],
-            channels=tuple(pde.channels),
-            title=f"{ctx.pde_name}: sample 0 of each method at {first_steps} steps (same noise)",
-        )
-        written.append(str(path))
+        path = ctx.folder / "results" / f"{row['method']}-{steps}.safetensors"
+        if row["steps"] == steps and path.is_file():
+            labelled.append((row["label"], pde.snap(load_file(str(path))["samples"][:1].double())))
+    if not labelled:
+        return None
+    path = save_comparison(
+        folder / f"{ctx.pde_name}-samples",
+        [(label, fields, pde.residual(fields)) for label, fields in labelled],
+        channels=tuple(pde.channels),
+        title=f"{ctx.pde_name}: sample 0 of each method at {steps} steps (same noise; "
+        "generated samples are not paired with the data sample)",
+        figure_format=figure_format,
+    )
+    return str(path)
+
+
+def _histogram_figure(
+    ctx: Context, rows: list[dict[str, Any]], folder: Path, steps: int, figure_format: str
+) -> str | None:
+    """Per-sample residual MSE of every method at ``steps`` (results that keep them),
+    against the held-out test data's own (the floor)."""
+    per_sample = {
+        row["label"]: row[PER_SAMPLE] for row in rows if row["steps"] == steps and PER_SAMPLE in row
+    }
+    if not per_sample:
+        return None
+    floor = None
+    if ctx.test.is_file():
+        data = pirf.data.load(ctx.test)
+        try:
+            floor = residual_per_sample(data.pde, data.fields().to(torch.float64))[0]
+        finally:
+            data.close()
+    path = save_residual_histogram(
+        folder / f"{ctx.pde_name}-residuals",
+        per_sample,
+        reference=floor,
+        title=f"{ctx.pde_name}: residual MSE of each sample at {steps} steps",
+        figure_format=figure_format,
+    )
+    return str(path)
+
+
+def _tradeoff_figure(
+    ctx: Context, rows: list[dict[str, Any]], folder: Path, figure_format: str
+) -> str:
+    figure = tradeoff_figure(ctx.pde_name, rows)
+    return str(save_figure(figure, folder / f"{ctx.pde_name}-tradeoffs", figure_format))
+
+
+def tradeoff_figure(pde_name: str, rows: list[dict[str, Any]]) -> Figure:
+    """Residual against network passes per sample and against fidelity, per method; every
+    log axis labels its decades ``10^k``."""
     figure = agg_figure((10, 3.8))
     nfe_axis, fidelity_axis = figure.subplots(1, 2)
     for method in dict.fromkeys(r["method"] for r in rows):
@@ -239,19 +297,28 @@ def _figures(ctx: Context, rows: list[dict[str, Any]], folder: Path) -> list[str
             label=label,
         )
     for axis in (nfe_axis, fidelity_axis):
-        axis.set_yscale("log")
+        log_axis(axis, "y")
         axis.set_ylabel("residual MSE", fontsize=8)
         axis.legend(fontsize=7)
-    nfe_axis.set_xscale("log")
+    log_axis(nfe_axis, "x")
     nfe_axis.set_xlabel("network passes per sample (forward + backward)", fontsize=8)
     fidelity_axis.set_xlabel("joint MMD to held-out data (lower is closer)", fontsize=8)
-    figure.suptitle(
-        f"{ctx.pde_name}: residual against sampling cost and against fidelity", fontsize=9
-    )
-    path = folder / f"{ctx.pde_name}-tradeoffs.png"
-    figure.savefig(path, dpi=90)
-    written.append(str(path))
-    return written
+    figure.suptitle(f"{pde_name}: residual against sampling cost and against fidelity", fontsize=9)
+    return figure
+
+
+def _figures(
+    ctx: Context, rows: list[dict[str, Any]], folder: Path, figure_format: str
+) -> list[str]:
+    """The PDE's figures: samples, the residual histogram (both at the lowest budget) and
+    the trade-offs; returns the paths written."""
+    steps = min(r["steps"] for r in rows)
+    drawn = [
+        _sample_figure(ctx, rows, folder, steps, figure_format),
+        _histogram_figure(ctx, rows, folder, steps, figure_format),
+        _tradeoff_figure(ctx, rows, folder, figure_format),
+    ]
+    return [path for path in drawn if path is not None]
 
 
 def write_report(
@@ -332,11 +399,14 @@ def write_report(
                 )
             )
             lines.append("")
-        figures = _figures(ctx, rows, folder) if rows else []
+        figure_format = settings.get("figure_format", DEFAULT_FIGURE_FORMAT)
+        figures = _figures(ctx, rows, folder, figure_format) if rows else []
         lines += [f"![{Path(f).name}](figures/{Path(f).name})" for f in figures] + [""]
         pdes[ctx.pde_name] = {
             "ground_truth": truth["headline"] if truth else None,
-            "rows": [{k: v for k, v in r.items() if k != "metrics"} for r in rows],
+            "rows": [
+                {k: v for k, v in r.items() if k not in ("metrics", PER_SAMPLE)} for r in rows
+            ],
             "bar": bars.get("pirf"),
             "bars": bars,
             "goals": goal_rows,

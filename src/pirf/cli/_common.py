@@ -18,6 +18,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from pirf.settings import FIGURE_FORMAT_HELP, FIGURE_FORMAT_METAVAR
+
 console = Console(stderr=False)
 console_err = Console(stderr=True)
 for _console in (console, console_err):
@@ -43,6 +45,14 @@ ALLOW_IMPORT_HELP = (
 """Help of ``--allow-import``, the same in every command that loads a model."""
 
 AllowImportOpt = Annotated[bool, typer.Option("--allow-import", help=ALLOW_IMPORT_HELP, metavar="")]
+
+
+FigureFormatOpt = Annotated[
+    str,
+    typer.Option("--figure-format", help=FIGURE_FORMAT_HELP, metavar=FIGURE_FORMAT_METAVAR),
+]
+"""``--figure-format`` of the commands whose options are not generated from a
+configuration (which declare it as a setting, with the same help)."""
 
 
 JsonOpt = Annotated[

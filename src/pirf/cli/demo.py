@@ -6,7 +6,9 @@
 3. PIRF fine-tune it: K-step truncation (the last two Heun steps carry the gradient) with
    layer-wise truncation (only the finest decoder blocks and the output layers train);
 4. evaluate base and fine-tuned models with the evaluation protocol at 20 sampler steps on
-   the same seeds (never the seeds fine-tuning watched), print a table, draw a figure.
+   the same seeds (never the seeds fine-tuning watched), print a table, draw a data sample
+   beside both models' samples of the same noise and a histogram of every sample's
+   residual against the data's (``--figure-format``: png, pdf or svg).
 
 Every stage writes its files under ``--out-dir``; ``--json`` prints one JSON object.
 """
@@ -21,7 +23,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pirf.cli._common import ThreadsOpt, console, console_err, emit_json, use_threads
+from pirf.cli._common import (
+    FigureFormatOpt,
+    ThreadsOpt,
+    console,
+    console_err,
+    emit_json,
+    use_threads,
+)
 from pirf.errors import PirfError
 
 PDE = "poisson"
@@ -65,33 +74,56 @@ def _metrics(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _figure(out_dir: Path, test: Path, models: dict[str, Path], steps: int) -> Path:
-    """One sample of the data beside base and fine-tuned samples of the same noise."""
+FIGURE_SAMPLES = 64
+"""Samples per model in the demo's residual histogram (the first ones the evaluation
+drew: the same seed)."""
+
+
+def _figure(
+    out_dir: Path, test: Path, models: dict[str, Path], steps: int, figure_format: str
+) -> list[Path]:
+    """Sample 0 of the held-out data beside base and fine-tuned samples of the same noise
+    (shared colour scales), and the histogram of the residual MSE of the first
+    :data:`FIGURE_SAMPLES` samples of each model against the data's own."""
     import torch
 
     import pirf.data
-    from pirf.evaluation.figures import save_comparison
+    from pirf.evaluation.figures import REFERENCE_LABEL, save_comparison, save_residual_histogram
     from pirf.models import load_model
+    from pirf.pdes.residuals import residual_per_sample
     from pirf.sampling.from_checkpoint import to_physical
     from pirf.sampling.generate import generate
 
     data = pirf.data.load(test)
     try:
         pde = data.pde
-        rows = [("ground truth", data.fields()[:1].to(torch.float64))]
+        reference = data.fields().to(torch.float64)
     finally:
         data.close()
+    rows = [(REFERENCE_LABEL, reference[:1])]
+    per_sample = {}
     for label, checkpoint in models.items():
         model = load_model(checkpoint)
-        result = generate(model.denoiser, 1, model.shape, 0, steps=steps)
-        rows.append((label, to_physical(model, result.samples)))
-    labelled = [(label, fields, pde.residual(fields)) for label, fields in rows]
-    return save_comparison(
-        out_dir / "demo.png",
-        labelled,
+        result = generate(model.denoiser, FIGURE_SAMPLES, model.shape, 0, steps=steps)
+        fields = pde.snap(to_physical(model, result.samples))
+        rows.append((label, fields[:1]))
+        per_sample[label] = residual_per_sample(pde, fields)[0]
+    samples = save_comparison(
+        out_dir / "demo",
+        [(label, fields, pde.residual(fields)) for label, fields in rows],
         channels=tuple(pde.channels),
-        title=f"{pde.name}: the same noise through the base and the PIRF model, {steps} Heun steps",
+        title=f"{pde.name}: the same noise through the base and the PIRF model, {steps} Heun "
+        "steps, beside a data sample",
+        figure_format=figure_format,
     )
+    histogram = save_residual_histogram(
+        out_dir / "demo-residuals",
+        per_sample,
+        reference=residual_per_sample(pde, reference)[0],
+        title=f"{pde.name}: residual MSE of each sample, {steps} Heun steps",
+        figure_format=figure_format,
+    )
+    return [samples, histogram]
 
 
 def demo(
@@ -113,15 +145,17 @@ def demo(
     device: Annotated[
         str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when available).")
     ] = "auto",
+    figure_format: FigureFormatOpt = "png",
     threads: ThreadsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Base model -> PIRF fine-tuning -> evaluation at 20 steps, with a table and a figure."""
+    """Base model -> PIRF fine-tuning -> evaluation at 20 steps, with a table and figures."""
     import torch
 
     import pirf.data
     from pirf.assets import shipped_checkpoint
     from pirf.checks import check_device, check_output_dir
+    from pirf.evaluation.figures import check_figure_format
     from pirf.evaluation.protocol import evaluate_checkpoint
     from pirf.finetune import FinetuneConfig, finetune
     from pirf.models import resolve_checkpoint
@@ -130,6 +164,7 @@ def demo(
     use_threads(threads)
     if iters <= 0 or n_eval < 4:
         raise PirfError("--iters must be positive and --eval-n at least 4")
+    check_figure_format(figure_format)
     device = str(check_device(device))
     check_output_dir(out_dir, "out")
     if not from_scratch:
@@ -166,6 +201,7 @@ def demo(
                 device=device,
                 progress=not as_json,
                 figure_every=0,
+                figure_format=figure_format,
             )
         )
         base = out_dir / "base" / "checkpoint"
@@ -185,6 +221,7 @@ def demo(
             reference=test,
             device=device,
             progress=not as_json,
+            figure_format=figure_format,
             **{**RUN, "iters": iters},
         )
     )
@@ -202,7 +239,7 @@ def demo(
         rows[label] = _metrics(report["rows"][0])
         ground_truth = report["ground_truth"]["headline"]
     seconds["evaluation"] = time.perf_counter() - mark
-    figure = _figure(out_dir, test, {"base": base, "PIRF": tuned}, steps=20)
+    figures = _figure(out_dir, test, {"base": base, "PIRF": tuned}, 20, figure_format)
     seconds["total"] = time.perf_counter() - began
 
     payload = {
@@ -231,7 +268,8 @@ def demo(
         },
         "base_checkpoint": str(base),
         "pirf_checkpoint": str(tuned),
-        "figure": str(figure),
+        "figure": str(figures[0]),
+        "histogram": str(figures[1]),
         "curves": summary.get("figures", []),
         "seconds": seconds["total"],
         "stage_seconds": seconds,
@@ -291,7 +329,8 @@ def _print(payload: dict[str, Any]) -> None:
         highlight=False,
     )
     console.print(
-        f"figure {payload['figure']}; curves {', '.join(payload['curves'])}; "
+        f"figures {payload['figure']}, {payload['histogram']}; curves "
+        f"{', '.join(payload['curves'])}; "
         f"{payload['seconds']:.0f} s in all on {payload['threads']} thread(s)",
         highlight=False,
     )

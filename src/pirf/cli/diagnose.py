@@ -15,6 +15,7 @@ from rich import box
 from rich.table import Table
 
 from pirf.cli._common import (
+    FigureFormatOpt,
     JsonOpt,
     ProgressReporter,
     ThreadsOpt,
@@ -91,7 +92,10 @@ def value_gap(
         Path, typer.Option("--reference", help="Held-out data (.h5); its first N fields.")
     ],
     out: Annotated[
-        Path, typer.Option("--out", help="Output directory (value-gap.json, value-gap.png).")
+        Path,
+        typer.Option(
+            "--out", help="Output directory (value-gap.json, value-gap.png or .pdf / .svg)."
+        ),
     ],
     sigmas: Annotated[
         str, typer.Option("--sigmas", help="Noise levels, comma-separated.", metavar="LIST")
@@ -107,6 +111,7 @@ def value_gap(
         int | None,
         typer.Option("--batch", help="Trajectories per network call (default: automatic)."),
     ] = None,
+    figure_format: FigureFormatOpt = "png",
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -127,6 +132,7 @@ def value_gap(
             seed=seed,
             device=device,
             batch_size=batch_size,
+            figure_format=figure_format,
             progress=reporter.callback("value gap"),
         )
     if as_json:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from pirf.cli._common import (
     AllowImportOpt,
+    FigureFormatOpt,
     ProgressReporter,
     ThreadsOpt,
     console,
@@ -124,8 +125,12 @@ def evaluate(
         ),
     ] = Residual.own,
     figures: Annotated[
-        Path | None, typer.Option("--figures", help="Write sample grids and spectra here.")
+        Path | None,
+        typer.Option(
+            "--figures", help="Write sample grids, the residual histogram and spectra here."
+        ),
     ] = None,
+    figure_format: FigureFormatOpt = "png",
     out: Annotated[
         Path | None, typer.Option("--out-file", help="Also write the report (JSON) here.")
     ] = None,
@@ -136,9 +141,11 @@ def evaluate(
     """Residual, solver consistency and data fidelity against held-out data, with floors."""
     from pirf.atomic import atomic_output
     from pirf.checks import check_output_file, checkpoint_note
+    from pirf.evaluation.figures import check_figure_format
     from pirf.evaluation.protocol import evaluate_checkpoint, evaluate_files
 
     use_threads(threads)
+    check_figure_format(figure_format)
     if (samples is None) == (ckpt is None):
         raise PirfError("give either --samples FILE or --ckpt DIR (not both)")
     if out is not None:  # written after the evaluation: refused now if it cannot be
@@ -159,6 +166,7 @@ def evaluate(
                 consistency=not no_consistency,
                 reference_residual=residual is Residual.reference,
                 figures=figures,
+                figure_format=figure_format,
                 progress=reporter.callback,
                 allow_import=allow_import,
             )
@@ -170,6 +178,7 @@ def evaluate(
             reference_residual=residual is Residual.reference,
             seed=seed,
             figures=figures,
+            figure_format=figure_format,
         )
     report["markdown"] = markdown_table(report)
     if ckpt is not None:

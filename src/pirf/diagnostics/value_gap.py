@@ -23,6 +23,7 @@ from pirf.devices import resolve_device
 from pirf.diagnostics.figures import save_value_gap_figure
 from pirf.diagnostics.gap import ProgressFn, check_request, measure_value_gap
 from pirf.errors import PirfError, option
+from pirf.evaluation.figures import DEFAULT_FIGURE_FORMAT, check_figure_format
 from pirf.finetune.reward import residual_loss
 from pirf.models.loaded import load_model
 from pirf.models.reference import check_with_reference
@@ -32,6 +33,7 @@ DEFAULT_SIGMAS: tuple[float, ...] = (20.0, 5.0, 1.0, 0.2, 0.05, 0.01)
 """Noise levels of the diagnostic unless given: from nearly pure noise to nearly clean."""
 JSON_FILE = "value-gap.json"
 FIGURE_FILE = "value-gap.png"
+"""The figure's file name (its suffix follows ``figure_format``)."""
 
 
 def _output_directory(out: str | Path) -> Path:
@@ -53,6 +55,7 @@ def diagnose_value_gap(
     seed: int = 0,
     device: torch.device | str = "cpu",
     batch_size: int | None = None,
+    figure_format: str = DEFAULT_FIGURE_FORMAT,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Measure the value gap of ``checkpoint`` (a checkpoint or a run directory,
@@ -61,9 +64,10 @@ def diagnose_value_gap(
 
     ``steps`` Heun steps make the trajectories the trajectory states lie on and each
     continuation to 0; ``runs`` stochastic continuations per state estimate its value.
-    Everything is checked before any model is loaded.
+    ``figure_format``: png, pdf or svg. Everything is checked before any model is loaded.
     """
     levels = check_request(sigmas, steps=steps, runs=runs)
+    check_figure_format(figure_format)
     directory = _output_directory(out)
     data = check_with_reference(checkpoint, reference, n=n)
     torch_device = resolve_device(device)
@@ -107,7 +111,10 @@ def diagnose_value_gap(
     with atomic_output(directory / JSON_FILE, force=True) as temporary:
         temporary.write_text(json.dumps(report, indent=1))
     figure = save_value_gap_figure(
-        directory / FIGURE_FILE, report["rows"], title=f"{pde.name}: {model.path}"
+        directory / FIGURE_FILE,
+        report["rows"],
+        title=f"{pde.name}: {model.path}",
+        figure_format=figure_format,
     )
     report["files"] = [str(directory / JSON_FILE), str(figure)]
     return report

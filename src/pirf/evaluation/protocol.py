@@ -27,11 +27,19 @@ from pirf.checks import (
     check_same_problem,
 )
 from pirf.errors import PirfError, option
-from pirf.evaluation.figures import save_sample_grid, save_spectra
+from pirf.evaluation.figures import (
+    DEFAULT_FIGURE_FORMAT,
+    REFERENCE_SAMPLES_LABEL,
+    check_figure_format,
+    colour_scales,
+    save_residual_histogram,
+    save_sample_grid,
+    save_spectra,
+)
 from pirf.evaluation.metrics import evaluate_fields, ground_truth_floor, prepare_reference
 from pirf.evaluation.report import source_label
 from pirf.evaluation.results import headline
-from pirf.pdes.residuals import residual_function
+from pirf.pdes.residuals import residual_function, residual_per_sample
 
 FIGURE_SAMPLES = 4
 """Samples per grid figure."""
@@ -48,31 +56,56 @@ def write_figures(
     reference_fields: torch.Tensor,
     row_fields: list[torch.Tensor],
     report: dict[str, Any],
+    *,
+    per_sample: Sequence[torch.Tensor] = (),
+    figure_format: str = DEFAULT_FIGURE_FORMAT,
 ) -> list[str]:
-    """Sample grids with residual maps (ground truth and every row) and the mean spectra."""
+    """Sample grids with residual maps (held-out data and every row, on colour scales
+    shared by all of them), the histogram of per-sample residual MSE (``per_sample``: one
+    tensor per row; the held-out data's own as the floor) and the mean spectra, in
+    ``figure_format``. Returns the paths written."""
     directory = Path(directory)
-    written = []
-    labelled = [("ground truth", reference_fields)] + [
+    labelled = [(REFERENCE_SAMPLES_LABEL, reference_fields)] + [
         (row["label"], fields) for row, fields in zip(report["rows"], row_fields, strict=True)
     ]
     with torch.no_grad():
-        for label, fields in labelled:
-            shown = pde.snap(fields[:FIGURE_SAMPLES].to(torch.float64))
-            path = directory / f"{_slug(label)}-samples.png"
-            save_sample_grid(
-                path,
-                shown,
-                pde.residual(shown),
-                channels=tuple(pde.channels),
-                title=f"{pde.name}: {label}",
-            )
-            written.append(str(path))
+        shown = [pde.snap(fields[:FIGURE_SAMPLES].to(torch.float64)) for _, fields in labelled]
+        residuals = [pde.residual(fields) for fields in shown]
+    scales = colour_scales(shown, residuals)
+    written = []
+    for (label, _), fields, residual in zip(labelled, shown, residuals, strict=True):
+        name = "reference" if label == REFERENCE_SAMPLES_LABEL else _slug(label)
+        path = save_sample_grid(
+            directory / f"{name}-samples",
+            fields,
+            residual,
+            channels=tuple(pde.channels),
+            title=f"{pde.name}: {label} (colour scales shared by every model's figure)",
+            scales=scales,
+            figure_format=figure_format,
+        )
+        written.append(str(path))
+    if per_sample:
+        floor, _, _ = residual_per_sample(pde, reference_fields)
+        path = save_residual_histogram(
+            directory / "residuals",
+            {row["label"]: values for row, values in zip(report["rows"], per_sample, strict=True)},
+            reference=floor,
+            title=f"{pde.name}: residual MSE of each sample",
+            figure_format=figure_format,
+        )
+        written.append(str(path))
     spectrum = report["rows"][0]["metrics"]["fidelity"]["spectrum"]
-    curves = {"data": spectrum["mean_power"]["reference"]}
+    curves = {"held-out data": spectrum["mean_power"]["reference"]}
     for row in report["rows"]:
         curves[row["label"]] = row["metrics"]["fidelity"]["spectrum"]["mean_power"]["samples"]
-    path = directory / "spectra.png"
-    save_spectra(path, spectrum["wavenumbers"], curves, title=f"{pde.name}: mean power spectra")
+    path = save_spectra(
+        directory / "spectra",
+        spectrum["wavenumbers"],
+        curves,
+        title=f"{pde.name}: mean power spectra",
+        figure_format=figure_format,
+    )
     written.append(str(path))
     return written
 
@@ -104,9 +137,11 @@ def evaluate_files(
     reference_residual: bool = False,
     seed: int = 0,
     figures: str | Path | None = None,
+    figure_format: str = DEFAULT_FIGURE_FORMAT,
 ) -> dict[str, Any]:
     """Evaluate one or several samples files against the held-out ``reference`` file;
-    with ``figures``, also draw sample grids and spectra into that directory;
+    with ``figures``, also draw sample grids, the residual histogram and spectra into that
+    directory (as ``figure_format``: png, pdf or svg);
     ``reference_residual`` adds the residual as the paper's code defines it, beside pirf's
     own, with its own ground-truth floor. Every file is read and checked before anything
     is computed."""
@@ -114,6 +149,7 @@ def evaluate_files(
     if not paths:
         raise PirfError(f"give at least one samples file ({option('samples')})")
     check_count("seed", seed, minimum=0)
+    check_figure_format(figure_format)
     if figures is not None:
         check_output_dir(figures, "figures")
     reference_header = check_dataset(reference, "reference", minimum=4, scan=0)
@@ -129,9 +165,11 @@ def evaluate_files(
         _check_same_problem(data, reference_data)
         loaded.append((path, data, data.fields().to(torch.float64)))
     prepared = prepare_reference(pde, reference_fields, normalisation)
-    rows, row_fields = [], []
+    rows, row_fields, per_sample = [], [], []
     for path, data, fields in loaded:
         row_fields.append(fields[:FIGURE_SAMPLES])
+        if figures is not None:
+            per_sample.append(residual_per_sample(pde, fields)[0])
         metrics = evaluate_fields(
             pde,
             fields,
@@ -165,7 +203,15 @@ def evaluate_files(
     )
     report = _report(pde.name, reference, len(reference_data), floor, rows)
     if figures is not None:
-        report["figures"] = write_figures(figures, pde, reference_fields, row_fields, report)
+        report["figures"] = write_figures(
+            figures,
+            pde,
+            reference_fields,
+            row_fields,
+            report,
+            per_sample=per_sample,
+            figure_format=figure_format,
+        )
     return report
 
 
@@ -182,12 +228,14 @@ def evaluate_checkpoint(
     reference_residual: bool = False,
     batch_size: int | None = None,
     figures: str | Path | None = None,
+    figure_format: str = DEFAULT_FIGURE_FORMAT,
     progress: Callable[[str], Callable[[int, int], None] | None] | None = None,
     allow_import: bool = False,
 ) -> dict[str, Any]:
     """Sample ``n`` fields from ``checkpoint`` (a checkpoint, or a run directory's best or
     final one: :func:`pirf.models.resolve_checkpoint`) at each step count and evaluate them;
-    with ``figures``, also draw sample grids and spectra into that directory.
+    with ``figures``, also draw sample grids, the residual histogram and spectra into that
+    directory (as ``figure_format``: png, pdf or svg).
     ``checkpoint`` may be a run directory: its ``best/`` if it has one, else its final
     ``checkpoint/`` (the report's ``checkpoint`` and ``checkpoint_kind`` say which).
     ``progress(label)`` gives the ``progress(done, total)`` function of each step count's
@@ -210,6 +258,7 @@ def evaluate_checkpoint(
         check_count("batch_size", batch_size)
     step_function(method)
     device = check_device(device)
+    check_figure_format(figure_format)
     if figures is not None:
         check_output_dir(figures, "figures")
     checkpoint, kind, info, checkpoint_pde = check_model_checkpoint(checkpoint)
@@ -224,7 +273,7 @@ def evaluate_checkpoint(
     reference_data, reference_fields = _load_reference(reference)
     pde, normalisation = reference_data.pde, reference_data.normalisation
     prepared = prepare_reference(pde, reference_fields, normalisation)
-    rows, row_fields = [], []
+    rows, row_fields, per_sample = [], [], []
     for count in steps:
         result = generate(
             model.denoiser,
@@ -239,6 +288,8 @@ def evaluate_checkpoint(
         )
         fields = to_physical(model, result.samples, snap=False)
         row_fields.append(fields[:FIGURE_SAMPLES])
+        if figures is not None:
+            per_sample.append(residual_per_sample(pde, fields)[0])
         metrics = evaluate_fields(
             pde,
             fields,
@@ -272,7 +323,15 @@ def evaluate_checkpoint(
     report = _report(pde.name, reference, len(reference_data), floor, rows)
     report["checkpoint"], report["checkpoint_kind"] = str(checkpoint), kind
     if figures is not None:
-        report["figures"] = write_figures(figures, pde, reference_fields, row_fields, report)
+        report["figures"] = write_figures(
+            figures,
+            pde,
+            reference_fields,
+            row_fields,
+            report,
+            per_sample=per_sample,
+            figure_format=figure_format,
+        )
     return report
 
 

@@ -1,6 +1,7 @@
 """Curves of a fine-tuning run: reward, residual and fidelity against the iteration.
 
-One PNG, three panels, drawn from ``metrics.jsonl`` with matplotlib's Agg canvas:
+One figure (PNG, PDF or SVG), three panels, drawn from ``metrics.jsonl`` with matplotlib's
+Agg canvas:
 
 * the training loss (the residual loss relative to the base model, so 1 is the base
   model and 0.1 a tenfold reduction) and the regulariser;
@@ -12,19 +13,39 @@ One PNG, three panels, drawn from ``metrics.jsonl`` with matplotlib's Agg canvas
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pirf.evaluation.figures import agg_figure
+from pirf.evaluation.figures import DEFAULT_FIGURE_FORMAT, agg_figure, log_axis, save_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CURVES = "curves.png"
+"""The curves' file name (its suffix follows the run's figure format)."""
 
 
-def save_curves(folder: Path, records: list[dict[str, Any]], summary: dict[str, Any]) -> list[str]:
-    """Draw the run's curves to ``folder/curves.png``; returns the paths written."""
+def save_curves(
+    folder: Path,
+    records: list[dict[str, Any]],
+    summary: dict[str, Any],
+    *,
+    figure_format: str = DEFAULT_FIGURE_FORMAT,
+) -> list[str]:
+    """Draw the run's curves (:func:`curves_figure`) to ``folder/curves.<figure_format>``;
+    returns the paths written (none for a run without records)."""
+    figure = curves_figure(records, summary)
+    if figure is None:
+        return []
+    return [str(save_figure(figure, folder / CURVES, figure_format))]
+
+
+def curves_figure(records: list[dict[str, Any]], summary: dict[str, Any]) -> Figure | None:
+    """The run's three panels from its ``metrics.jsonl`` records and summary (``None``
+    without records). Every log axis labels its decades ``10^k``."""
     train = [r for r in records if r.get("kind") == "train"]
     evals = [r for r in records if r.get("kind") == "eval"]
     if not train and not evals:
-        return []
+        return None
     figure = agg_figure((13, 3.6))
     loss_axis, residual_axis, fidelity_axis = figure.subplots(1, 3)
 
@@ -34,7 +55,7 @@ def save_curves(folder: Path, records: list[dict[str, Any]], summary: dict[str, 
         if any(r["regulariser"] for r in train):
             loss_axis.plot(iterations, [r["regulariser"] for r in train], label="regulariser")
         loss_axis.axhline(1.0, color="grey", linestyle="--", linewidth=0.8, label="base model")
-        loss_axis.set_yscale("log")
+        log_axis(loss_axis, "y")
         loss_axis.legend(fontsize=7)
     loss_axis.set_title("training loss (residual / base residual)", fontsize=9)
     loss_axis.set_xlabel("iteration")
@@ -48,7 +69,7 @@ def save_curves(folder: Path, records: list[dict[str, Any]], summary: dict[str, 
         level = base.get("residual_mse", {}).get(key)
         if level:
             residual_axis.axhline(level, color=line.get_color(), linestyle="--", linewidth=0.8)
-    residual_axis.set_yscale("log")
+    log_axis(residual_axis, "y")
     residual_axis.set_title("residual MSE at fixed seeds (dashed: base)", fontsize=9)
     residual_axis.set_xlabel("iteration")
     if evals:
@@ -74,10 +95,7 @@ def save_curves(folder: Path, records: list[dict[str, Any]], summary: dict[str, 
     fidelity_axis.set_title(f"data fidelity ({metric}; lower is closer to data)", fontsize=9)
     fidelity_axis.set_xlabel("iteration")
 
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / CURVES
-    figure.savefig(path, dpi=90)
-    return [str(path)]
+    return figure
 
 
-__all__ = ["CURVES", "save_curves"]
+__all__ = ["CURVES", "curves_figure", "save_curves"]

@@ -307,12 +307,13 @@ class PIRFRun:
             fields = self.normalisation.to_physical(evaluation.samples[:FIGURE_SAMPLES].double())
             fields = self.pde.snap(fields)
             save_preview(
-                self.out / rundir.FIGURES / f"samples-{rundir.periodic_name(iteration)}.png",
+                self.out / rundir.FIGURES / f"samples-{rundir.periodic_name(iteration)}",
                 fields,
                 self.pde.residual(fields),
                 channels=tuple(self.pde.channels),
                 title=f"PIRF iteration {iteration}: {cfg.evaluation.eval_steps[0]} Heun steps "
                 f"(residual {value:.3g}, base {base['residual_mse'][budget]:.3g})",
+                figure_format=str(cfg.run.figure_format),
             )
         return guard.check(evaluation.fidelity)
 
@@ -474,6 +475,7 @@ def finetune(config: FinetuneConfig) -> dict[str, Any]:
                         task.out / rundir.FIGURES,
                         read_metrics(task.out / rundir.METRICS),
                         summary,
+                        figure_format=str(config.run.figure_format),
                     )
                 (task.out / rundir.SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
             return summary

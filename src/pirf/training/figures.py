@@ -1,12 +1,13 @@
 """Training previews: a few EMA-model samples beside their PDE residual maps.
 
 Each row is one sample: its channels in physical units (de-normalised and snapped, exactly
-what the physics metrics see) and ``log10 |R|`` of every residual channel, with the
-sample's residual MSE in the title. The initial noise is the same for every figure of a
-run (``pirf.sampling.initial_noise`` with the run's seed: the first samples that
-``pirf sample`` with that seed draws), so successive figures show the same samples
-improving. Drawn with matplotlib's Agg
-canvas (no display, no global pyplot state).
+what the physics metrics see) and ``|R|`` of every residual channel, with the sample's
+residual MSE beside it; the colour scales are shared by the rows (a log scale for ``|R|``;
+:mod:`pirf.evaluation.figures`), and the run's ``figure_format`` sets the file format.
+The initial noise is the same for every figure of a run (``pirf.sampling.initial_noise``
+with the run's seed: the first samples that ``pirf sample`` with that seed draws), so
+successive figures show the same samples improving. Drawn with matplotlib's Agg canvas (no
+display, no global pyplot state).
 """
 
 from __future__ import annotations

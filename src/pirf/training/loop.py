@@ -314,14 +314,14 @@ class EDMTraining:
             steps=cfg.preview.figure_steps,
         )
         iteration = loop.iteration
-        path = self.out / rundir.FIGURES / f"samples-{rundir.periodic_name(iteration)}.png"
-        save_preview(
-            path,
+        path = save_preview(
+            self.out / rundir.FIGURES / f"samples-{rundir.periodic_name(iteration)}",
             fields,
             residual,
             channels=self.data.channels,
             title=f"EMA samples at iteration {iteration} ({loop.counters['samples']} samples, "
             f"{cfg.preview.figure_steps} Heun steps)",
+            figure_format=str(cfg.run.figure_format),
         )
         loop.message(f"figure {path}")
         return path

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pirf.settings import setting
+from pirf.settings import FIGURE_FORMAT_HELP, FIGURE_FORMAT_METAVAR, setting
 
 WARMUP_FRACTION = 0.05
 """Default warm-up length as a fraction of ``iters``."""
@@ -28,6 +28,7 @@ RESUMABLE = frozenset(
         "resume",
         "progress",
         "figures",
+        "figure_format",
         "tracker",
         "compile",
         "figure_every",
@@ -80,6 +81,7 @@ class RunFiles:
     )
     resume: bool | None = setting("Continue the run in --out from its newest checkpoint.")
     figures: bool | None = setting("Draw figures (samples, curves).")
+    figure_format: str | None = setting(FIGURE_FORMAT_HELP, metavar=FIGURE_FORMAT_METAVAR)
     tracker: str | None = setting(
         "Also send the metrics to tensorboard or wandb (optional extras; W&B offline unless "
         "logged in), or none.",
@@ -93,6 +95,7 @@ RUN_DEFAULTS = {
     "keep_checkpoints": 1,
     "resume": False,
     "figures": True,
+    "figure_format": "png",
     "progress": True,
     "tracker": "none",
 }
