@@ -142,7 +142,7 @@ def test_pirf_finetune_runs_on_a_wrapped_checkpoint(base, tmp_path, capsys):
                            for k in changed)  # fmt: skip
 
 
-def test_sample_and_evaluate_load_a_wrapped_checkpoint_only_when_allowed(base, tmp_path, capsys):
+def test_commands_load_a_wrapped_checkpoint_only_when_allowed(base, tmp_path, capsys):
     import pirf.data
 
     reference = tmp_path / "test.h5"
@@ -151,10 +151,17 @@ def test_sample_and_evaluate_load_a_wrapped_checkpoint_only_when_allowed(base, t
               "--out-file", str(tmp_path / "s.h5")]  # fmt: skip
     evaluate = ["evaluate", "--ckpt", str(base), "--reference", str(reference), "--n", "4",
                 "--steps", "2", "--device", "cpu", "--no-consistency", "--json"]  # fmt: skip
-    for command in (sample, evaluate):
+    solve = ["solve", "--ckpt", str(base), "--reference", str(reference), "--observe", "u=8",
+             "--n", "2", "--steps", "2", "--out-file", str(tmp_path / "solved.h5"),
+             "--json"]  # fmt: skip
+    value_gap = ["diagnose", "value-gap", "--ckpt", str(base), "--reference", str(reference),
+                 "--n", "2", "--runs", "1", "--steps", "2", "--sigmas", "0.5",
+                 "--out", str(tmp_path / "gap"), "--json"]  # fmt: skip
+    for command in (sample, evaluate, solve, value_gap):
         capsys.readouterr()
         assert main(command) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "pass --allow-import if you trust its source" in err
         assert main([*command, "--allow-import"]) == 0
-    assert (tmp_path / "s.h5").is_file()
+    assert (tmp_path / "s.h5").is_file() and (tmp_path / "solved.h5").is_file()
+    assert (tmp_path / "gap").is_dir()

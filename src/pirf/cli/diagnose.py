@@ -15,6 +15,7 @@ from rich import box
 from rich.table import Table
 
 from pirf.cli._common import (
+    AllowImportOpt,
     FigureFormatOpt,
     JsonOpt,
     ProgressReporter,
@@ -112,6 +113,7 @@ def value_gap(
         typer.Option("--batch", help="Trajectories per network call (default: automatic)."),
     ] = None,
     figure_format: FigureFormatOpt = "png",
+    allow_import: AllowImportOpt = False,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -133,6 +135,7 @@ def value_gap(
             device=device,
             batch_size=batch_size,
             figure_format=figure_format,
+            allow_import=allow_import,
             progress=reporter.callback("value gap"),
         )
     if as_json:

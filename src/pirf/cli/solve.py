@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from pirf.cli._common import (
+    AllowImportOpt,
     JsonOpt,
     ProgressReporter,
     ThreadsOpt,
@@ -97,6 +98,7 @@ def solve(
         int | None, typer.Option("--batch", help="Fields per micro-batch.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    allow_import: AllowImportOpt = False,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -121,6 +123,7 @@ def solve(
             device=device,
             batch_size=batch_size,
             force=force,
+            allow_import=allow_import,
             progress=reporter.callback("solving"),
         )
     if as_json:

@@ -56,6 +56,7 @@ def diagnose_value_gap(
     device: torch.device | str = "cpu",
     batch_size: int | None = None,
     figure_format: str = DEFAULT_FIGURE_FORMAT,
+    allow_import: bool = False,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Measure the value gap of ``checkpoint`` (a checkpoint or a run directory,
@@ -64,14 +65,15 @@ def diagnose_value_gap(
 
     ``steps`` Heun steps make the trajectories the trajectory states lie on and each
     continuation to 0; ``runs`` stochastic continuations per state estimate its value.
-    ``figure_format``: png, pdf or svg. Everything is checked before any model is loaded.
+    ``figure_format``: png, pdf or svg; ``allow_import``: see
+    :func:`pirf.models.load_model`. Everything is checked before any model is loaded.
     """
     levels = check_request(sigmas, steps=steps, runs=runs)
     check_figure_format(figure_format)
     directory = _output_directory(out)
     data = check_with_reference(checkpoint, reference, n=n)
     torch_device = resolve_device(device)
-    model = load_model(checkpoint, device=torch_device)
+    model = load_model(checkpoint, device=torch_device, allow_import=allow_import)
     pde, normalisation = model.pde, model.normalisation
     clean = normalisation.to_model(data[:n].to(torch.float64)).to(torch.float32)
 

@@ -48,12 +48,13 @@ def load_with_reference(
     *,
     n: int,
     device: torch.device | str = "cpu",
+    allow_import: bool = False,
 ) -> tuple[LoadedModel, pirf.data.PDEDataset]:
     """The model ``checkpoint`` names (a checkpoint or a run directory,
     :func:`~pirf.models.resolve_checkpoint`) on ``device``, and the reference file, checked
-    by :func:`check_with_reference` first."""
+    by :func:`check_with_reference` first. ``allow_import``: see :func:`load_model`."""
     data = check_with_reference(checkpoint, reference, n=n)
-    return load_model(checkpoint, device=device), data
+    return load_model(checkpoint, device=device, allow_import=allow_import), data
 
 
 __all__ = ["check_with_reference", "load_with_reference"]

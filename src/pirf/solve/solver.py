@@ -91,12 +91,13 @@ def solve(
     device: torch.device | str = "cpu",
     batch_size: int | None = None,
     force: bool = False,
+    allow_import: bool = False,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Solve the problems of the first ``n`` fields of ``reference`` with the prior
     ``checkpoint`` (a checkpoint or a run directory) and write the solutions to
     ``out_file``; returns the summary (JSON-able). Every input is checked before the
-    model is loaded."""
+    model is loaded. ``allow_import``: see :func:`pirf.models.load_model`."""
     terms = check_guidance(guidance)
     pde_step = (DEFAULT_ZETA_PDE if zeta_pde is None else zeta_pde) if "pde" in terms else 0.0
     check_step_size("zeta_obs", zeta_obs)
@@ -115,7 +116,7 @@ def solve(
     resolution = (int(data.shape[2]), int(data.shape[3]))
     check_observations(observations, data.channels, resolution)
     torch_device = resolve_device(device)
-    model = load_model(checkpoint, device=torch_device)
+    model = load_model(checkpoint, device=torch_device, allow_import=allow_import)
     pde, normalisation = model.pde, model.normalisation
     truth = data[:n].to(torch.float64)
     observed = normalisation.to_model(truth).to(torch.float32)
