@@ -26,6 +26,7 @@ from pirf.evaluation.figures import (
     save_comparison,
     save_figure,
     spectra_figure,
+    wrapped_title,
 )
 
 
@@ -210,3 +211,14 @@ def test_every_curve_figure_labels_its_log_decades_alike():
         assert len(axes) >= count, name
         for axis in axes:
             assert isinstance(axis.get_major_formatter(), LogFormatterMathtext), name
+
+
+def test_long_titles_are_wrapped_to_the_figure_width_and_short_ones_kept():
+    from pirf.evaluation.figures import agg_figure
+
+    figure = agg_figure((4.0, 3.0))  # 288 points: 53 characters of 9 points
+    title = "poisson: sample 0 of each method at 20 steps (same noise; " * 3
+    lines = wrapped_title(title, figure).split("\n")
+    assert len(lines) >= 3 and all(len(line) <= 53 for line in lines)
+    assert " ".join(lines) == title.strip()
+    assert wrapped_title("short", figure) == "short"

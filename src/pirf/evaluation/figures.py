@@ -254,14 +254,34 @@ def rows_figure(
         axes[0, column].set_title(name, fontsize=9)
         bar = figure.colorbar(image, ax=axes[:, column], location="bottom", shrink=0.85)
         _style_colorbar(bar, log=column >= n_fields)
-    figure.suptitle(title, fontsize=9)
+    figure.suptitle(wrapped_title(title, figure), fontsize=9)
     return figure
 
 
+def wrapped_title(title: str, figure: Figure, fontsize: float = 9.0) -> str:
+    """``title`` broken into lines that fit the figure's width (about 0.6 em a character at
+    ``fontsize`` points), so a long title is never cut at the figure's edges."""
+    import textwrap
+
+    width_points = figure.get_figwidth() * 72.0
+    characters = max(20, int(width_points / (0.6 * fontsize)))
+    return "\n".join(textwrap.wrap(title, characters)) if len(title) > characters else title
+
+
 def _style_colorbar(bar: Colorbar, *, log: bool) -> None:
+    """Decade ticks on a log bar; at most four compact ticks on a linear one, so that the
+    labels of a narrow bar never run into each other."""
+    from matplotlib.ticker import MaxNLocator
+
     if log:
         decade_ticks(bar.ax.xaxis, most=6)
+    else:
+        bar.ax.xaxis.set_major_locator(MaxNLocator(nbins=3))
+        if hasattr(bar.formatter, "set_powerlimits"):
+            bar.formatter.set_powerlimits((-2, 3))
+        bar.update_ticks()
     bar.ax.tick_params(labelsize=6)
+    bar.ax.xaxis.get_offset_text().set_fontsize(6)
 
 
 def sample_rows(
@@ -444,7 +464,7 @@ def spectra_figure(
         axis.tick_params(labelsize=7)
     axes[0].set_ylabel("mean power", fontsize=8)
     axes[0].legend(fontsize=7)
-    figure.suptitle(title, fontsize=9)
+    figure.suptitle(wrapped_title(title, figure), fontsize=9)
     return figure
 
 
