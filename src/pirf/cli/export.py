@@ -78,8 +78,9 @@ def export(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export a checkpoint as a model directory in the Hugging Face hub layout (weights,
-    config.json, a README.md model card); pirf sample --ckpt loads it. Nothing is uploaded."""
+    """Export a checkpoint as a model directory: weights, config.json, a model card.
+
+    The Hugging Face hub layout (nothing is uploaded); pirf sample --ckpt loads it."""
     from pirf.checks import checkpoint_note
     from pirf.models.export import export_model
 
