@@ -7,7 +7,8 @@ script merges such directories into one file of the documented schema (docs/benc
 "The results file"). Each argument is ``DIR`` (every row of its report) or
 ``DIR:SUFFIX`` (only its PIRF rows, renamed ``pirf-SUFFIX`` and ``pirf-SUFFIX+c``, so
 that variants stay apart from the recipe's rows). Every directory's ``report.json`` must
-be current: run ``pirf bench ... --report-only`` on it first.
+be current: run ``pirf bench ... --report-only`` on it first, with the options of the run
+(``--method-option`` included), since the file records that command as the run's.
 
 Usage (the published file; docs/BENCHMARKS.md)::
 
@@ -63,7 +64,9 @@ def merge(runs: list[tuple[Path, str | None]]) -> dict[str, Any]:
         if preset is not None and results["preset"] != preset:
             raise SystemExit(f"{directory} is preset {results['preset']}, not {preset}")
         preset = results["preset"]
-        commands.append(results["command"])
+        # A report rewritten with --report-only records that invocation; the file names the
+        # run that made the numbers.
+        commands.append(results["command"].replace(" --report-only", ""))
         for pde, rows in rows_of(results, suffix).items():
             entry = pdes.setdefault(pde, {"floor": results["pdes"][pde]["floor"], "rows": []})
             known = {(row["method"], row["steps"]) for row in entry["rows"]}
