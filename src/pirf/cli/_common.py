@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Callable
@@ -58,6 +59,16 @@ configuration (which declare it as a setting, with the same help)."""
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON object on stdout.", metavar="")
 ]
+
+
+RUN_EXTRAS = [
+    inspect.Parameter(
+        "threads", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ThreadsOpt
+    ),
+    inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt),
+]
+"""``--threads`` and ``--json``: the options every command generated from a configuration
+(train, finetune, bench) adds to its settings."""
 
 
 def use_threads(threads: int | None) -> int:

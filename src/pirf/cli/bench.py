@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import shlex
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 from rich.table import Table
 
 from pirf.bench.config import DEFAULTS, BenchConfig
-from pirf.cli._common import JsonOpt, ThreadsOpt, console, console_err, emit_json, use_threads
+from pirf.cli._common import RUN_EXTRAS, console, console_err, emit_json, use_threads
 from pirf.cli.generated import command
 
 
@@ -77,14 +76,7 @@ bench = command(
     BenchConfig,
     DEFAULTS,
     _run,
-    extra=[
-        inspect.Parameter(
-            "threads", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ThreadsOpt
-        ),
-        inspect.Parameter(
-            "as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt
-        ),
-    ],
+    extra=RUN_EXTRAS,
     doc="Run the baselines and PIRF on the benchmarks; write report.md, report.json, "
     "figures (docs/bench.md).",
     notes={

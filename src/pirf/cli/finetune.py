@@ -9,13 +9,12 @@ stderr; the summary is a table, or one JSON object with ``--json``. Several GPUs
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from pirf.cli._common import JsonOpt, ThreadsOpt, console, console_err, emit_json, use_threads
+from pirf.cli._common import RUN_EXTRAS, console, console_err, emit_json, use_threads
 from pirf.cli.generated import command
 from pirf.errors import PirfError
 from pirf.finetune.config import DEFAULTS, RECIPES, FinetuneConfig
@@ -165,14 +164,7 @@ finetune = command(
     FinetuneConfig,
     DEFAULTS,
     _run,
-    extra=[
-        inspect.Parameter(
-            "threads", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ThreadsOpt
-        ),
-        inspect.Parameter(
-            "as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt
-        ),
-    ],
+    extra=RUN_EXTRAS,
     doc="PIRF fine-tune a base model: residual reward through the last sampler steps. "
     "Settings left out take the base PDE's recipe, then the defaults (docs/finetune.md).",
     notes=recipe_notes(),

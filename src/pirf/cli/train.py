@@ -7,12 +7,11 @@ print the summary as a table (or one JSON object with ``--json``). Several GPUs:
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from rich.table import Table
 
-from pirf.cli._common import JsonOpt, ThreadsOpt, console, emit_json, use_threads
+from pirf.cli._common import RUN_EXTRAS, console, emit_json, use_threads
 from pirf.cli.generated import command
 from pirf.training.config import DEFAULTS, PRESET_DEFAULTS, TrainConfig
 
@@ -92,14 +91,7 @@ train = command(
     TrainConfig,
     DEFAULTS,
     _run,
-    extra=[
-        inspect.Parameter(
-            "threads", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ThreadsOpt
-        ),
-        inspect.Parameter(
-            "as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt
-        ),
-    ],
+    extra=RUN_EXTRAS,
     doc="Train a base EDM model on a dataset (EMA, checkpoints, figures, resumable). "
     "Settings left out take the preset's defaults (docs/training.md).",
     notes=preset_notes(),

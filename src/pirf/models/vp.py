@@ -34,8 +34,8 @@ from pirf.models.edm import EDMDenoiser
 from pirf.models.wrap import (
     ExternalNetwork,
     OutputSpec,
+    described_denoiser,
     network_spec,
-    probe,
     record_option,
     restore_option,
 )
@@ -156,20 +156,14 @@ def finish(
 ) -> EDMDenoiser:
     """The denoiser around ``backbone``, its architecture (or why there is none) and the
     probe call (shared by :func:`epsilon_denoiser` and :func:`pirf.models.from_diffusers`)."""
-    model = EDMDenoiser(backbone, bf16=bf16)
-    problem: str | None = (
-        f"pirf cannot rebuild {what}: pass factory='module:callable' and config={{...}} "
-        "(JSON keyword arguments of the factory)"
+    return described_denoiser(
+        backbone,
+        shape,
+        describe=None if spec is None else (lambda: epsilon_architecture(backbone, spec)),
+        problem=f"pirf cannot rebuild {what}: pass factory='module:callable' and "
+        "config={...} (JSON keyword arguments of the factory)",
+        bf16=bf16,
     )
-    if spec is not None:
-        try:
-            model.architecture = epsilon_architecture(backbone, spec)
-            problem = None
-        except PirfError as error:
-            problem = str(error)
-    model.rebuild_problem = problem
-    probe(model, shape)
-    return model
 
 
 def epsilon_denoiser(

@@ -406,19 +406,38 @@ def wrap(
     if not (isinstance(sigma_data, (int, float)) and math.isfinite(sigma_data)):
         raise PirfError(f"sigma_data must be a positive number, got {sigma_data!r}")
     spec = network_spec(network, factory, config)
-    model = EDMDenoiser(backbone, sigma_data, bf16=bf16)
-    problem = (
-        f"pirf cannot rebuild {type(network).__name__}: wrap it with "
-        "factory='module:callable' and config={...} (JSON keyword arguments of the factory)"
+    return described_denoiser(
+        backbone,
+        shape,
+        describe=None if spec is None else (lambda: wrapped_architecture(backbone, spec)),
+        problem=f"pirf cannot rebuild {type(network).__name__}: wrap it with "
+        "factory='module:callable' and config={...} (JSON keyword arguments of the factory)",
+        sigma_data=sigma_data,
+        bf16=bf16,
     )
-    if spec is not None:
-        try:
-            model.architecture = wrapped_architecture(backbone, spec)
-            problem = None
-        except PirfError as error:
-            problem = str(error)
+
+
+def described_denoiser(
+    backbone: nn.Module,
+    shape: Sequence[int],
+    *,
+    describe: Callable[[], dict[str, Any]] | None,
+    problem: str,
+    sigma_data: float = SIGMA_DATA,
+    bf16: bool = True,
+) -> EDMDenoiser:
+    """The denoiser around an external ``backbone``, probed on ``shape``, with the
+    architecture ``describe()`` records for checkpoints. Without one, or when it raises,
+    ``rebuild_problem`` says why :func:`pirf.models.save_checkpoint` cannot record the
+    model (``problem``, or the error); shared by :func:`wrap` and the epsilon models."""
+    model = EDMDenoiser(backbone, sigma_data, bf16=bf16)
     model.rebuild_problem = problem
-    """Why :func:`pirf.models.save_checkpoint` cannot record this model (None: it can)."""
+    if describe is not None:
+        try:
+            model.architecture = describe()
+            model.rebuild_problem = None
+        except PirfError as error:
+            model.rebuild_problem = str(error)
     probe(model, shape)
     return model
 
@@ -429,6 +448,7 @@ __all__ = [
     "ExternalNetwork",
     "WrappedNetwork",
     "build_wrapped",
+    "described_denoiser",
     "extract",
     "importable_name",
     "network_spec",
