@@ -324,6 +324,7 @@ def check_finetune_run(config: FinetuneConfig) -> None:
         snap=objective.reward_snap,
         weight=objective.reward_weight,
         relative=objective.reward_relative,
+        inputs=objective.reward_inputs,
     )
     with torch.device("meta"):  # the structure only: no memory, no initialisation cost
         model = build_denoiser(

@@ -234,3 +234,96 @@ def test_relative_reward_does_not_fall_when_a_sample_shrinks():
     same = reward_terms(pde, norm, 0.5 * samples, dtype=torch.float64, relative=True)
     torch.testing.assert_close(same["residual"], relative)
     torch.testing.assert_close(relative, plain / samples.square().mean((1, 2, 3)))
+
+
+@pytest.mark.parametrize(
+    ("name", "inputs"),
+    [
+        ("poisson", lambda m: m[0].all() and not m[1].any()),
+        ("darcy", lambda m: m[0].all() and not m[1].any()),
+        ("burgers", lambda m: m[0, 0].all() and not m[0, 1:].any()),
+        ("kolmogorov", lambda m: m[0].all() and not m[1:].any()),
+    ],
+)
+def test_held_inputs_keep_the_reward_and_stop_its_gradient_at_the_inputs(name, inputs):
+    from pirf.finetune.reward import reward_terms
+
+    pde = pirf.pdes.get(name)
+    mask = pde.input_mask(16, 16)
+    assert mask.shape == (len(pde.channels), 16, 16) and inputs(mask)
+    generator = torch.Generator().manual_seed(4)
+    samples = torch.randn((2, len(pde.channels), 16, 16), generator=generator, dtype=torch.float64)
+    norm = Normalisation((0.0,) * len(pde.channels), (1.0,) * len(pde.channels))
+    if name == "darcy":
+        samples[:, 0] = samples[:, 0].abs() + 1.0  # an admissible coefficient
+    grads = {}
+    for held in ("free", "held"):
+        x = samples.clone().requires_grad_(True)
+        loss = reward_terms(pde, norm, x, dtype=torch.float64, inputs=held)["residual"]
+        loss.sum().backward()
+        grads[held] = (loss.detach(), x.grad)
+    torch.testing.assert_close(grads["held"][0], grads["free"][0])  # the same value
+    free, held = grads["free"][1], grads["held"][1]
+    assert free[:, mask].abs().max() > 0 and held[:, mask].abs().max() == 0
+    torch.testing.assert_close(held[:, ~mask], free[:, ~mask])  # the solution's is untouched
+
+
+def test_minimising_the_held_reward_re_solves_the_solution_from_the_inputs():
+    """With the source held, the residual's minimiser over the source and the interior of
+    the solution is the solver's solution of the source the sample already has: solver
+    consistency goes to zero and the source stays exactly. Free, the source moves too."""
+    import torch.nn.functional as F
+
+    from pirf.finetune.reward import reward_terms
+
+    pde = pirf.pdes.get("poisson")
+    fields = _random_fields("poisson", resolution=10, seed=5)
+    generator = torch.Generator().manual_seed(6)
+    for channel in (0, 1):
+        fields[:, channel] += 0.3 * fields[:, channel].std() * torch.randn(
+            fields[:, channel].shape, generator=generator, dtype=fields.dtype
+        )
+    norm = Normalisation((0.0, 0.0), (1.0, 1.0))
+    found = {}
+    for held in ("free", "held"):
+        source = fields[:, :1].clone().requires_grad_(True)
+        interior = fields[:, 1:, 1:-1, 1:-1].clone().requires_grad_(True)
+        optimiser = torch.optim.LBFGS(
+            [source, interior],
+            max_iter=500,
+            tolerance_grad=1e-20,
+            tolerance_change=0.0,
+            line_search_fn="strong_wolfe",
+        )
+
+        def sample(source=source, interior=interior):
+            return torch.cat([source, F.pad(interior, (1, 1, 1, 1))], dim=1)
+
+        def closure(optimiser=optimiser, sample=sample, held=held):
+            optimiser.zero_grad()
+            terms = reward_terms(pde, norm, sample(), dtype=torch.float64, inputs=held)
+            loss = terms["residual"].sum() / 1e-4  # a scale LBFGS's tolerances suit
+            loss.backward()
+            return loss
+
+        optimiser.step(closure)
+        found[held] = sample().detach()
+    assert float(pde.consistency(fields).max()) > 0.1
+    torch.testing.assert_close(found["held"][:, 0], fields[:, 0], rtol=0, atol=0)
+    assert float(pde.consistency(found["held"]).max()) < 1e-6
+    assert not torch.equal(found["free"][:, 0], fields[:, 0])  # free also edits the source
+
+
+def test_held_inputs_need_a_pde_with_inputs():
+    from pirf.finetune.reward import Reward
+
+    class Plain(pirf.pdes.PDE):
+        name, channels = "plain", ("u",)
+
+        def residual(self, fields):
+            return fields
+
+    with pytest.raises(PirfError, match="reward_inputs held needs inputs"):
+        Reward(Plain(), Normalisation((0.0,), (1.0,)), inputs="held")
+    with pytest.raises(PirfError, match="unknown reward_inputs 'some'"):
+        Reward(pirf.pdes.get("poisson"), NORM, inputs="some")

@@ -54,6 +54,7 @@ TRAINABLE_SETS: tuple[str, ...] = ("all", "top", "lora")
 LORA_LAYER_SETS: tuple[str, ...] = ("top", "all")
 NORMS: tuple[str, ...] = ("mse", "mae")
 REWARDS: tuple[str, ...] = ("residual", "preconditioned", "mixed", "multiscale")
+REWARD_INPUTS: tuple[str, ...] = ("free", "held")
 """Reward norms (:mod:`pirf.finetune.reward`)."""
 
 
@@ -153,6 +154,10 @@ class Objective:
         "Divide each sample's reward by its own size (model space), so that shrinking a "
         "sample cannot lower its loss."
     )
+    reward_inputs: str | None = setting(
+        "What the reward may move: free (every entry, as published) or held (the gradient "
+        "stops at the PDE's inputs, so only the solution moves toward their solve)."
+    )
     norm: str | None = setting("mse or mae of the residual.")
     normalise_reward: bool | None = setting(
         "Divide the reward by the base model's value, so that it starts near 1."
@@ -237,6 +242,7 @@ DEFAULTS: dict[str, Any] = {
     "reward_weight": 1.0,
     "reward_snap": False,
     "reward_relative": False,
+    "reward_inputs": "free",
     "norm": "mse",
     "normalise_reward": True,
     "weight_reg": 1e-3,
@@ -359,6 +365,7 @@ def validate(config: FinetuneConfig) -> None:
         )
     _choice("norm", values["norm"], NORMS)
     _choice("reward", values["reward"], REWARDS)
+    _choice("reward_inputs", values["reward_inputs"], REWARD_INPUTS)
     for name in (
         "steps",
         "truncation",
@@ -458,6 +465,7 @@ __all__ = [
     "NORMS",
     "RECIPES",
     "REWARDS",
+    "REWARD_INPUTS",
     "TRAINABLE_SETS",
     "Evaluation",
     "FinetuneConfig",

@@ -27,6 +27,18 @@ Which norm (:data:`REWARDS`, ``--reward``):
 
 Terms are divided by their mean on the base model's samples (:meth:`Reward.calibrate`),
 so the loss of every PDE and every norm starts near one.
+
+What the reward may move (:data:`REWARD_INPUTS`, ``--reward-inputs``):
+
+* ``free``: every entry of the sample, as the published method does. The residual's
+  gradient also reaches the problem's inputs (Poisson's source, Helmholtz's coefficient,
+  Darcy's permeability, Burgers' initial row, Kolmogorov's first frame), and the cheapest
+  way to cancel a solution's grid-scale error is often to copy it into the input: the
+  residual falls while the inputs gain fine-scale noise the data do not have.
+* ``held``: the inputs (:meth:`~pirf.pdes.PDE.input_mask`) enter the residual with their
+  gradient stopped, so the reward moves only the solution, toward the solve of the inputs
+  the prior drew. For the linear elliptic PDEs the residual then vanishes exactly when the
+  solution is the re-solve that solver consistency measures against.
 """
 
 from __future__ import annotations
@@ -38,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from pirf.errors import PirfError, option
-from pirf.finetune.config import NORMS, REWARDS
+from pirf.finetune.config import NORMS, REWARD_INPUTS, REWARDS
 from pirf.pdes.base import PDE
 from pirf.pdes.darcy import COEFFICIENT_FLOOR
 from pirf.pdes.normalisation import Normalisation
@@ -66,6 +78,25 @@ def _check(norm: str, dtype: torch.dtype) -> None:
         raise PirfError(f"the reward is computed in float32 or float64, not {dtype}")
 
 
+def _check_inputs(pde: PDE, inputs: str) -> None:
+    if inputs not in REWARD_INPUTS:
+        raise PirfError(
+            f"unknown {option('reward_inputs')} '{inputs}'; use one of {', '.join(REWARD_INPUTS)}"
+        )
+    if inputs == "held" and not pde.has_inputs:
+        raise PirfError(
+            f"{option('reward_inputs')} held needs inputs, and PDE '{pde.name}' marks none "
+            "(PDE.input_mask); use free"
+        )
+
+
+def hold_inputs(pde: PDE, samples: torch.Tensor) -> torch.Tensor:
+    """``samples`` ``(B, C, H, W)`` with the gradient stopped at the PDE's inputs
+    (:meth:`PDE.input_mask`): the same values, differentiable in the solution only."""
+    mask = pde.input_mask(*samples.shape[-2:]).to(samples.device)
+    return torch.where(mask, samples.detach(), samples)
+
+
 def pooled_scales(residual: torch.Tensor) -> list[torch.Tensor]:
     """The residual ``(B, C, H, W)`` average-pooled by 1, 2, 4, ... while both axes keep at
     least :data:`MULTISCALE_MIN_POINTS` points (trailing rows that do not fill a window are
@@ -88,6 +119,7 @@ def reward_terms(
     dtype: torch.dtype = torch.float32,
     snap: bool = False,
     relative: bool = False,
+    inputs: str = "free",
 ) -> dict[str, torch.Tensor]:
     """The per-sample terms ``{name: (B,)}`` of the reward ``reward`` (module docstring),
     before any scaling. Differentiable in model-space ``samples`` ``(B, C, H, W)``.
@@ -98,10 +130,14 @@ def reward_terms(
     residual, which the evaluation reports. ``relative``: each sample's terms are divided
     by its own size in model space (the mean square of its normalised fields for ``mse``,
     their root mean square for ``mae``), so a sample cannot lower its loss by shrinking:
-    the cheapest way to a small residual, which collapses the samples' diversity."""
+    the cheapest way to a small residual, which collapses the samples' diversity.
+    ``inputs``: ``held`` stops the gradient at the PDE's inputs (module docstring)."""
     if reward not in REWARDS:
         raise PirfError(f"unknown {option('reward')} '{reward}'; use one of {', '.join(REWARDS)}")
     _check(norm, dtype)
+    _check_inputs(pde, inputs)
+    if inputs == "held":
+        samples = hold_inputs(pde, samples)
     fields = pde.reward_fields(normalisation.to_physical(samples.to(dtype)))
     if snap:
         fields = fields + (pde.snap(fields) - fields).detach()
@@ -125,7 +161,8 @@ class Reward:
     each term divided by its scale (its value on the base model's samples, once
     :meth:`calibrate` has run; 1 before). Per sample, ``(B,)``; differentiable. Arguments
     as :func:`reward_terms`'s; ``weight`` weighs the preconditioned term of ``mixed``
-    against the residual term (the loss is their weighted mean)."""
+    against the residual term (the loss is their weighted mean); ``inputs`` says what the
+    reward may move (``free`` or ``held``)."""
 
     def __init__(
         self,
@@ -138,12 +175,14 @@ class Reward:
         snap: bool = False,
         weight: float = 1.0,
         relative: bool = False,
+        inputs: str = "free",
     ) -> None:
         if reward not in REWARDS:
             raise PirfError(
                 f"unknown {option('reward')} '{reward}'; use one of {', '.join(REWARDS)}"
             )
         _check(norm, dtype)
+        _check_inputs(pde, inputs)
         if reward in ("preconditioned", "mixed") and not pde.has_preconditioner:
             raise PirfError(
                 f"{option('reward')} {reward} needs a preconditioner, which PDE '{pde.name}' "
@@ -154,7 +193,7 @@ class Reward:
             raise PirfError(f"{option('reward_weight')} must be positive, got {weight}")
         self.reward, self.norm, self.dtype, self.snap = reward, norm, dtype, snap
         self.weight = float(weight)
-        self.relative = relative
+        self.relative, self.inputs = relative, inputs
         self.scales: dict[str, float] | None = None
 
     def terms(self, samples: torch.Tensor, dtype: torch.dtype | None = None) -> dict:
@@ -168,6 +207,7 @@ class Reward:
             dtype=dtype or self.dtype,
             snap=self.snap,
             relative=self.relative,
+            inputs=self.inputs,
         )
 
     @torch.no_grad()
@@ -246,9 +286,11 @@ __all__ = [
     "MULTISCALE_MIN_POINTS",
     "NORMS",
     "REWARDS",
+    "REWARD_INPUTS",
     "Norm",
     "Reward",
     "admissible_fields",
+    "hold_inputs",
     "pooled_scales",
     "residual_loss",
     "residual_reward",

@@ -136,6 +136,7 @@ class PIRFTrainer:
                 snap=config.objective.reward_snap,
                 weight=config.objective.reward_weight,
                 relative=config.objective.reward_relative,
+                inputs=config.objective.reward_inputs,
             )
             loss_fn = self.reward
         if config.optimiser.batch % world:

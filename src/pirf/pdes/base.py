@@ -161,6 +161,23 @@ class PDE(abc.ABC):
         """Whether :meth:`precondition` is implemented."""
         return type(self).precondition is not PDE.precondition
 
+    def input_mask(self, height: int, width: int) -> torch.Tensor:
+        """Which entries of a sample ``(C, H, W)`` are the problem's data: a boolean mask,
+        ``True`` where the value is an input the solution is made from (the part solver
+        consistency re-solves from). Default: every entry of :attr:`input_channels`.
+        Evolution problems override it (the initial row or frame). Used by the reward's
+        ``--reward-inputs held``, which lets the reward move the solution only.
+        """
+        mask = torch.zeros((len(self.channels), height, width), dtype=torch.bool)
+        for name in self.input_channels:
+            mask[self.channels.index(name)] = True
+        return mask
+
+    @property
+    def has_inputs(self) -> bool:
+        """Whether :meth:`input_mask` marks anything (on an ``8 x 8`` grid)."""
+        return bool(self.input_mask(self.min_resolution, self.min_resolution).any())
+
     def position_harmonics(self) -> tuple[tuple[int, int], ...]:
         """Position harmonics ``(axis, cycles per field)`` a denoiser of this PDE must see.
 

@@ -391,6 +391,12 @@ class Burgers(PDE):
             fields[members, 0] = trajectory
         return fields
 
+    def input_mask(self, height: int, width: int) -> torch.Tensor:
+        """The initial condition: the first time row, ``u(t = 0, x)``."""
+        mask = torch.zeros((1, height, width), dtype=torch.bool)
+        mask[0, 0] = True
+        return mask
+
     def consistency(self, fields: torch.Tensor) -> torch.Tensor:
         """Relative L2 distance ``(B,)`` over the whole ``(t, x)`` field between ``fields`` and
         the trajectory re-simulated from their first time row ``u[:, 0, 0, :]``."""

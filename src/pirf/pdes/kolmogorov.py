@@ -360,6 +360,12 @@ class Kolmogorov(PDE):
         initial = self.sample_inputs(generators, resolution)
         return self.solve(initial.to(device=device, dtype=dtype))
 
+    def input_mask(self, height: int, width: int) -> torch.Tensor:
+        """The first frame ``w0``, which the later frames evolve from."""
+        mask = torch.zeros((3, height, width), dtype=torch.bool)
+        mask[0] = True
+        return mask
+
     def consistency(self, fields: torch.Tensor) -> torch.Tensor:
         """Relative L2 distance ``(B,)`` between frames ``(w1, w2)`` and the solver's advance
         of ``w0`` by ``dt`` and ``2 dt`` (on the fields' grid, device and dtype)."""
