@@ -79,6 +79,20 @@ def test_define_pde_from_functions_generates_data():
     fields = pde.generate(unit_generators(1, 0, range(3)), 8)
     assert fields.shape == (3, 2, 8, 8)
     assert pde.residual(fields).abs().max() == 0
+    # the inputs by default are the input channels; a hook may mark any entries instead
+    assert pde.input_mask(8, 8)[0].all() and not pde.input_mask(8, 8)[1].any()
+
+    def first_row(height, width):
+        mask = torch.zeros((1, height, width), dtype=torch.bool)
+        mask[0, 0] = True
+        return mask
+
+    Evolving = define_pde(
+        "evolving-test", ("u",), lambda f: f[:, :, 1:] - f[:, :, :-1], input_mask=first_row,
+        register=False,
+    )  # fmt: skip
+    assert Evolving().has_inputs and int(Evolving().input_mask(8, 6).sum()) == 6
+    assert not define_pde("plain-test", ("u",), lambda f: f, register=False)().has_inputs
 
 
 def test_module_colon_class_imports_a_user_pde():

@@ -122,6 +122,7 @@ def define_pde(
     reward_fields: Hook | None = None,
     precondition: Hook | None = None,
     reference_residual: Hook | None = None,
+    input_mask: Hook | None = None,
     position_harmonics: tuple[tuple[int, int], ...] = (),
     min_resolution: int = 8,
     description: str = "",
@@ -137,8 +138,9 @@ def define_pde(
     resolution)`` draws one unit per generator on the CPU; ``solve(inputs)`` returns fields
     ``(B, C, H, W)``; ``consistency(fields)`` the per-sample distance ``(B,)`` to a
     re-solve; ``snap(fields)`` projects samples onto admissible values;
-    ``reward_fields(fields)``, ``precondition(residual, fields)`` and
-    ``reference_residual(fields)`` are the base class's hooks of the same names.
+    ``reward_fields(fields)``, ``precondition(residual, fields)``,
+    ``reference_residual(fields)`` and ``input_mask(height, width)`` are the base class's
+    hooks of the same names.
     ``default_params`` are the parameters (JSON values) instances may override;
     ``presets`` named configurations ``{"tiny": {"resolution": 32, "params": {...}}}``.
 
@@ -183,6 +185,7 @@ def define_pde(
         "reward_fields": reward_fields,
         "precondition": precondition,
         "reference_residual": reference_residual,
+        "input_mask": input_mask,
     }
     for hook, function in hooks.items():
         if function is not None:
