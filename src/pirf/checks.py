@@ -326,6 +326,11 @@ def check_finetune_run(config: FinetuneConfig) -> None:
         relative=objective.reward_relative,
         inputs=objective.reward_inputs,
     )
+    if objective.distill_on == "inputs" and not pde.has_inputs:
+        raise PirfError(
+            f"{option('distill_on')} inputs needs a PDE that marks inputs (PDE.input_mask), "
+            f"and '{pde.name}' marks none; use all"
+        )
     with torch.device("meta"):  # the structure only: no memory, no initialisation cost
         model = build_denoiser(
             info.architecture, sigma_data=info.sigma_data, allow_import=bool(config.allow_import)

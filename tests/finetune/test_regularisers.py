@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from pirf.errors import PirfError
 from pirf.finetune import (
     distillation_regulariser,
     pretrained_snapshot,
@@ -12,6 +13,7 @@ from pirf.finetune import (
     select_trainable,
     weight_regulariser,
 )
+from pirf.finetune.config import resolve
 from tests.finetune.tiny import tiny_model, unit_noise
 
 
@@ -61,6 +63,37 @@ def test_distillation_regulariser_is_the_output_difference_on_states():
     value.backward()
     assert model.backbone.out_conv.bias.grad.abs().max() > 0
     assert all(p.grad is None for p in frozen.parameters())
+
+
+def test_masked_distillation_compares_only_the_marked_entries():
+    model = tiny_model()
+    frozen = copy.deepcopy(model).requires_grad_(False)
+    states, sigmas = [unit_noise(), 0.3 * unit_noise(seed=2)], [2.0, 0.1]
+    channels, height, width = states[0].shape[1:]
+    mask = torch.zeros((channels, height, width), dtype=torch.bool)
+    mask[0] = True  # the first channel, as a PDE's input channel
+    with torch.no_grad():
+        model.backbone.out_conv.bias[0].add_(0.02)  # moves channel 0's output only
+        model.backbone.out_conv.bias[1:].add_(0.5)
+    value = distillation_regulariser(model, frozen, states, sigmas, 3.0, mask=mask)
+    terms = []
+    for x, s in zip(states, sigmas, strict=True):
+        level = torch.full((x.shape[0],), s, dtype=x.dtype)
+        terms.append((model(x, level) - frozen(x, level))[:, 0].square().mean())
+    torch.testing.assert_close(value, 3.0 * torch.stack(terms).mean())
+    value.backward()
+    bias = model.backbone.out_conv.bias.grad
+    assert bias[0].abs() > 0 and bias[1:].abs().max() == 0  # only the marked output pulls
+    with pytest.raises(PirfError, match="marks no entry"):
+        distillation_regulariser(model, frozen, states, sigmas, 1.0, mask=torch.zeros_like(mask))
+
+
+def test_distilling_the_inputs_needs_a_penalty():
+    from pirf.finetune.config import FinetuneConfig, validate
+
+    with pytest.raises(PirfError, match="distill_on inputs needs a distillation penalty"):
+        validate(resolve(FinetuneConfig.of(ckpt="c", out="o", distill_on="inputs")))
+    validate(resolve(FinetuneConfig.of(ckpt="c", out="o", distill_on="inputs", distill_reg=1.0)))
 
 
 def nan_step(sanitise: bool) -> tuple[torch.nn.Module, int]:

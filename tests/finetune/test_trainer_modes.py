@@ -52,3 +52,19 @@ def test_distillation_penalty_is_zero_at_the_start_and_grows_as_weights_move():
     assert first.regulariser == 0.0  # fine-tuned == pretrained before the first update
     second = t.step(1)
     assert second.regulariser > 0.0
+
+
+def test_distilling_the_inputs_pulls_on_the_input_channel_only():
+    import pirf.pdes
+    from pirf.errors import PirfError
+    from pirf.finetune import PIRFTrainer
+    from tests.finetune.test_trainer import SHAPE, settings
+
+    pde = pirf.pdes.get("poisson")  # channels (a, u); a is the input
+    config = settings(trainable="all", distill_reg=1.0, distill_on="inputs", weight_reg=0.0)
+    t = PIRFTrainer(tiny_model(), config, shape=SHAPE, pde=pde, loss_fn=energy)
+    assert t.distill_mask is not None and t.distill_mask[0].all() and not t.distill_mask[1].any()
+    assert t.step(0).regulariser == 0.0
+    assert t.step(1).regulariser > 0.0
+    with pytest.raises(PirfError, match="distill_on inputs needs a PDE that marks inputs"):
+        PIRFTrainer(tiny_model(), config, shape=SHAPE, loss_fn=energy)

@@ -55,6 +55,7 @@ LORA_LAYER_SETS: tuple[str, ...] = ("top", "all")
 NORMS: tuple[str, ...] = ("mse", "mae")
 REWARDS: tuple[str, ...] = ("residual", "preconditioned", "mixed", "multiscale")
 REWARD_INPUTS: tuple[str, ...] = ("free", "held")
+DISTILL_ON: tuple[str, ...] = ("all", "inputs")
 """Reward norms (:mod:`pirf.finetune.reward`)."""
 
 
@@ -166,6 +167,10 @@ class Objective:
     distill_reg: float | None = setting(
         "mu of the distillation penalty on trajectory states (0: off)."
     )
+    distill_on: str | None = setting(
+        "Entries the distillation penalty compares: all, or inputs (the PDE's inputs only, "
+        "so that the prior keeps drawing them while the reward reshapes the solution)."
+    )
 
 
 @dataclass
@@ -247,6 +252,7 @@ DEFAULTS: dict[str, Any] = {
     "normalise_reward": True,
     "weight_reg": 1e-3,
     "distill_reg": 0.0,
+    "distill_on": "all",
     "lr": 1e-4,
     "iters": 200,
     "batch": 16,
@@ -366,6 +372,12 @@ def validate(config: FinetuneConfig) -> None:
     _choice("norm", values["norm"], NORMS)
     _choice("reward", values["reward"], REWARDS)
     _choice("reward_inputs", values["reward_inputs"], REWARD_INPUTS)
+    _choice("distill_on", values["distill_on"], DISTILL_ON)
+    if values["distill_on"] != "all" and not values["distill_reg"]:
+        raise PirfError(
+            f"{option('distill_on')} {values['distill_on']} needs a distillation penalty: "
+            f"give {option('distill_reg')} above 0"
+        )
     for name in (
         "steps",
         "truncation",
@@ -459,6 +471,7 @@ def check_paths(config: FinetuneConfig) -> None:
 
 __all__ = [
     "DEFAULTS",
+    "DISTILL_ON",
     "LORA_LAYER_SETS",
     "LORA_RECIPE",
     "MODES",

@@ -6,7 +6,9 @@
   pull toward the random initialisation.
 * :func:`distillation_regulariser` (DRaFT+-style, the costlier alternative): the squared
   difference between the fine-tuned and the frozen pretrained denoiser outputs on
-  trajectory states, which costs one extra forward pass per state.
+  trajectory states, which costs one extra forward pass per state. With a ``mask`` it
+  compares only some entries: the PDE's inputs (``--distill-on inputs``), so that the
+  prior keeps drawing the inputs it drew while the reward reshapes the solution.
 """
 
 from __future__ import annotations
@@ -51,12 +53,17 @@ def distillation_regulariser(
     states: Sequence[torch.Tensor],
     sigmas: Sequence[float],
     mu: float,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``mu * mean over states of mean((D_theta(x, s) - D_pre(x, s))^2)``.
 
     ``states`` are sampler states (detached: the penalty acts on the weights, not on the
     trajectory) at noise levels ``sigmas``; the pretrained denoiser runs without gradient.
+    ``mask`` (boolean, broadcastable to a state, e.g. ``(C, H, W)``): the mean is over
+    the entries it marks only.
     """
+    if mask is not None and not bool(mask.any()):
+        raise PirfError("the distillation mask marks no entry")
     if len(states) != len(sigmas) or not states:
         raise PirfError("distillation needs one noise level per state, and at least one state")
     terms = []
@@ -65,7 +72,10 @@ def distillation_regulariser(
         level = torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
         with torch.no_grad():
             target = frozen_pretrained(x, level)
-        terms.append((model(x, level) - target).square().mean())
+        squared = (model(x, level) - target).square()
+        if mask is not None:
+            squared = squared[:, mask.to(x.device)] if mask.dim() == 3 else squared[mask]
+        terms.append(squared.mean())
     return mu * torch.stack(terms).mean()
 
 

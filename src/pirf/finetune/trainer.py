@@ -156,8 +156,16 @@ class PIRFTrainer:
         self._float64 = any(p.dtype == torch.float64 for p in self.model.parameters())
         self.pretrained = {k: v.clone() for k, v in merged_state(self.model).items()}
         self.frozen = None
+        self.distill_mask: torch.Tensor | None = None
         if config.objective.distill_reg > 0:
             self.frozen = copy.deepcopy(self.model).eval().requires_grad_(False)
+            if config.objective.distill_on == "inputs":
+                if pde is None or not pde.has_inputs:
+                    raise PirfError(
+                        f"{option('distill_on')} inputs needs a PDE that marks inputs "
+                        "(PDE.input_mask); use all"
+                    )
+                self.distill_mask = pde.input_mask(*tuple(shape)[-2:]).to(self.device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.named_trainable = self._select(top_prefixes)
         self.trainable = [p for _, p in self.named_trainable]
@@ -338,7 +346,12 @@ class PIRFTrainer:
             regulariser = regulariser + self.weight_penalty()
         if cfg.objective.distill_reg > 0 and self.frozen is not None:
             regulariser = regulariser + distillation_regulariser(
-                self.model, self.frozen, run.states, run.sigmas, cfg.objective.distill_reg
+                self.model,
+                self.frozen,
+                run.states,
+                run.sigmas,
+                cfg.objective.distill_reg,
+                mask=self.distill_mask,
             )
         if reward is None:
             reward = torch.full((), math.nan, device=self.device)
