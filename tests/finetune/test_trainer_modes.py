@@ -68,3 +68,23 @@ def test_distilling_the_inputs_pulls_on_the_input_channel_only():
     assert t.step(1).regulariser > 0.0
     with pytest.raises(PirfError, match="distill_on inputs needs a PDE that marks inputs"):
         PIRFTrainer(tiny_model(), config, shape=SHAPE, loss_fn=energy)
+
+
+def test_a_held_reward_holds_the_inputs_in_the_window_and_still_trains():
+    import pirf.pdes
+    from pirf.finetune import PIRFTrainer
+    from pirf.pdes.normalisation import Normalisation
+    from tests.finetune.test_trainer import SHAPE, settings
+
+    pde = pirf.pdes.get("poisson")
+    norm = Normalisation((0.0, 0.0), (1.0, 0.05))
+    t = PIRFTrainer(
+        tiny_model(), settings(reward_inputs="held"), shape=SHAPE, pde=pde, normalisation=norm
+    )
+    assert t.hold is not None and t.hold[0].all() and not t.hold[1].any()
+    before = snapshot(t.model)
+    stats = t.step(0)
+    assert stats.nonfinite_gradients == 0 and not stats.skipped
+    assert any(not torch.equal(v, before[n]) for n, v in t.model.state_dict().items())
+    free = PIRFTrainer(tiny_model(), settings(), shape=SHAPE, pde=pde, normalisation=norm)
+    assert free.hold is None

@@ -202,3 +202,56 @@ def test_bad_arguments_are_user_errors():
         truncated_trajectory(model, noise, sigmas, N + 1)
     with pytest.raises(PirfError, match="mode"):
         truncated_trajectory(model, noise, sigmas, mode="nope")
+
+
+class Coupled(torch.nn.Module):
+    """``D(x)_a = (1 + p) x_a``, ``D(x)_u = x_u + q x_a``: ``p`` shapes only the input
+    channel ``a``, which the solution channel ``u`` reads at the next step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.tensor(0.1, dtype=torch.float64))
+        self.q = torch.nn.Parameter(torch.tensor(0.2, dtype=torch.float64))
+
+    def forward(self, x, sigma):
+        return torch.cat([(1 + self.p) * x[:, :1], x[:, 1:] + self.q * x[:, :1]], dim=1)
+
+
+def test_held_entries_pass_no_gradient_to_the_weights_that_make_them():
+    noise = torch.randn(3, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    hold = torch.zeros(2, 4, 4, dtype=torch.bool)
+    hold[0] = True
+    found = {}
+    for held in (None, hold):
+        model = Coupled()
+        run = truncated_trajectory(model, noise, karras_sigmas(N), 3, hold=held)
+        run.final[:, 1].square().mean().backward()  # a reward on the solution only
+        found[held is None] = (float(model.p.grad), float(model.q.grad))
+    (p_free, _), (p_held, q_held) = found[True], found[False]
+    assert abs(p_free) > 1e-6 and p_held == 0.0  # a's maker learns nothing from u's reward
+    assert abs(q_held) > 1e-6
+
+
+def test_held_draft_gradient_equals_an_unrolled_reference():
+    model, noise, sigmas = tiny_model(), unit_noise(), karras_sigmas(N)
+    hold = torch.zeros(noise.shape[1:], dtype=torch.bool)
+    hold[0] = True
+    run = truncated_trajectory(model, noise, sigmas, K, hold=hold)
+    objective(run.final).backward()
+    ours = grads(model)
+    model.zero_grad(set_to_none=True)
+    levels = [float(s) for s in sigmas]
+    x = noise * levels[0]
+    with torch.no_grad():
+        for i in range(N - K):
+            x = reference_heun(model, x, levels[i], levels[i + 1])
+
+    def held_model(x, level):  # every call reads channel 0 as a constant
+        return model(torch.cat([x[:, :1].detach(), x[:, 1:]], dim=1), level)
+
+    for i in range(N - K, N):
+        x = reference_heun(held_model, x, levels[i], levels[i + 1])
+    objective(x).backward()
+    reference = grads(model)
+    for name, g in ours.items():
+        torch.testing.assert_close(g, reference[name], rtol=1e-9, atol=1e-12, msg=name)

@@ -155,6 +155,10 @@ class PIRFTrainer:
         # A float64 network (tests, references) samples in float64 throughout.
         self._float64 = any(p.dtype == torch.float64 for p in self.model.parameters())
         self.pretrained = {k: v.clone() for k, v in merged_state(self.model).items()}
+        self.hold: torch.Tensor | None = None
+        if self.reward is not None and self.reward.inputs == "held":
+            assert pde is not None
+            self.hold = pde.input_mask(*tuple(shape)[-2:])
         self.frozen = None
         self.distill_mask: torch.Tensor | None = None
         if config.objective.distill_reg > 0:
@@ -307,6 +311,7 @@ class PIRFTrainer:
                 copies=cfg.trajectory.copies,
                 checkpoint=True if cfg.trajectory.checkpointing else None,
                 fast=self.fast,
+                hold=self.hold,
             )
             return run, noise.shape[0]
         ahead = self.model if self.fast is None else self.fast
@@ -324,6 +329,7 @@ class PIRFTrainer:
             k,
             precision=self.precision,
             checkpoint=cfg.trajectory.checkpointing,
+            hold=self.hold,
         )
         return run, made
 

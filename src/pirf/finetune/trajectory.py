@@ -17,6 +17,11 @@ sample through which the reward's gradient reaches the trainable weights:
   each with autograd; the reward is averaged over copies (lower-variance gradient of the
   last step).
 
+``hold``: a boolean mask ``(C, H, W)`` of entries whose gradient stops wherever a
+differentiable network call reads them (the PDE's inputs under ``--reward-inputs held``):
+the weights then learn only from how each call makes the other entries, and no call is
+rewarded for reshaping the held entries that later calls read.
+
 Precision follows :class:`pirf.sampling.Precision` with the step indices of the whole
 schedule (the last ``fp32_steps`` in float32). Under checkpointing every step gets its own
 :class:`~pirf.sampling.NetworkCall`, so the recomputation in the backward pass runs at the
@@ -54,6 +59,17 @@ class GradientTrajectory:
     copies: int = 1
 
 
+class HeldInputs:
+    """A network call whose input has the gradient stopped at the ``hold`` entries: the
+    same values, read as constants."""
+
+    def __init__(self, network: NetworkCall, hold: torch.Tensor) -> None:
+        self.network, self.hold = network, hold
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **conditioning) -> torch.Tensor:
+        return self.network(torch.where(self.hold, x.detach(), x), sigma, **conditioning)
+
+
 def _check_window(k: int, steps: int) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= steps:
         raise PirfError(f"the gradient window K must be an integer in 1..{steps}, got {k!r}")
@@ -69,14 +85,18 @@ def _differentiable_steps(
     precision: Precision,
     checkpoint: bool,
     states: list[torch.Tensor],
+    hold: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Steps ``indices`` with autograd, optionally one checkpoint per step."""
+    """Steps ``indices`` with autograd, optionally one checkpoint per step; the gradient
+    stops at the ``hold`` entries of every network call's input."""
     step = step_function(method)
     total = len(levels) - 1
+    held = None if hold is None else hold.to(x.device)
     with torch.enable_grad():
         for index in indices:
             states.append(x.detach())
-            network = NetworkCall(denoiser, precision.low_precision(index, total))
+            call = NetworkCall(denoiser, precision.low_precision(index, total))
+            network = call if held is None else HeldInputs(call, held)
             sigma, sigma_next = levels[index], levels[index + 1]
             if checkpoint:
                 x = checkpoint_call(step, network, x, sigma, sigma_next, use_reentrant=False)
@@ -121,6 +141,7 @@ def window_trajectory(
     method: str = "heun",
     precision: Precision = FP32,
     checkpoint: bool = False,
+    hold: torch.Tensor | None = None,
 ) -> GradientTrajectory:
     """The last ``k`` sampler steps from ``state`` (at the schedule's step ``N-k``), with
     autograd: DRaFT-K's differentiable window. ``state`` may come from
@@ -139,6 +160,7 @@ def window_trajectory(
         precision=precision,
         checkpoint=checkpoint,
         states=states,
+        hold=hold,
     )
     return GradientTrajectory(x, states, levels[total - k : total], list(indices))
 
@@ -161,6 +183,7 @@ def truncated_trajectory(
     step: int | None = None,
     copies: int = 2,
     fast: Denoiser | None = None,
+    hold: torch.Tensor | None = None,
 ) -> GradientTrajectory:
     """Run the sampler from unit ``noise`` over ``sigmas`` with gradient where ``mode`` says.
 
@@ -170,7 +193,8 @@ def truncated_trajectory(
     step (default: on for ``full``, off otherwise). ``generator`` draws the ReFL step and
     the DRaFT-LV noise (on ``noise``'s device). ``fast``: the network for the steps without
     gradient, e.g. a ``torch.compile`` of ``denoiser`` sharing its weights (default:
-    ``denoiser``). See the module docstring.
+    ``denoiser``). ``hold``: entries whose gradient stops at every differentiable step's
+    input (module docstring). See the module docstring.
     """
     ahead = denoiser if fast is None else fast
     if mode not in MODES:
@@ -182,7 +206,9 @@ def truncated_trajectory(
         window = total if mode == "full" else k
         use_checkpoint = (mode == "full") if checkpoint is None else checkpoint
         state = window_start(ahead, noise, levels, window, **run)
-        return window_trajectory(denoiser, state, levels, window, checkpoint=use_checkpoint, **run)
+        return window_trajectory(
+            denoiser, state, levels, window, checkpoint=use_checkpoint, hold=hold, **run
+        )
     x = _start(noise, levels)
     states: list[torch.Tensor] = []
     if mode == "refl":
@@ -193,6 +219,7 @@ def truncated_trajectory(
         x = integrate(ahead, x, levels, stop=t, **run)
         network = NetworkCall(denoiser, precision.low_precision(t, total))
         sigma = torch.full((x.shape[0],), levels[t], dtype=x.dtype, device=x.device)
+        # x comes from steps without gradient: nothing upstream to hold
         with torch.enable_grad():
             final = network(x, sigma)
         return GradientTrajectory(final, [x], [levels[t]], [t])
@@ -211,6 +238,7 @@ def truncated_trajectory(
         range(last, total),
         checkpoint=bool(checkpoint),
         states=states,
+        hold=hold,
         **run,
     )
     return GradientTrajectory(final, states, [levels[last]], [last], copies)
