@@ -27,7 +27,8 @@ def test_help_names_the_options(capsys):
     code, stdout, _ = run(capsys, "--help")
     assert code == 0
     for option in ("--truncation", "--trainable", "--weight-reg", "--distill-reg",
-                   "--random-steps", "--resume", "--mode", "--eval-steps"):  # fmt: skip
+                   "--random-steps", "--resume", "--mode", "--eval-steps", "--reward-inputs",
+                   "--distill-on"):  # fmt: skip
         assert option in stdout, option
 
 
@@ -41,6 +42,8 @@ def test_help_names_the_options(capsys):
         (("--random-steps", "a,b"), "--random-steps expects comma-separated integers"),
         (("--eval-steps", ""), "--eval-steps expects positive integers"),
         (("--figure-format", "jpg"), "unknown --figure-format 'jpg'; use one of png, pdf, svg"),
+        (("--reward-inputs", "some"), "unknown --reward-inputs 'some'; use one of free, held"),
+        (("--distill-on", "inputs"), "--distill-on inputs needs a distillation penalty"),
     ],
 )
 def test_bad_inputs_are_one_line_errors(base, tmp_path, capsys, change, message):
