@@ -11,6 +11,15 @@ from pirf.pdes.normalisation import Normalisation
 NORM = Normalisation(shift=(0.3, -0.1), scale=(2.0, 0.5))
 
 
+class PlainPDE(pirf.pdes.PDE):
+    """A PDE with no preconditioner and no inputs: its residual is its one channel."""
+
+    name, channels = "plain", ("u",)
+
+    def residual(self, fields):
+        return fields
+
+
 def constant_source(c: float, resolution: int = 8) -> torch.Tensor:
     """Poisson fields with ``u = 0`` and ``a = c``: the residual is ``+-c`` everywhere."""
     fields = torch.zeros(1, 2, resolution, resolution, dtype=torch.float64)
@@ -193,14 +202,8 @@ def test_snapped_reward_measures_what_evaluation_measures_and_passes_the_gradien
 def test_a_preconditioned_reward_needs_a_preconditioner():
     from pirf.finetune.reward import Reward
 
-    class Plain(pirf.pdes.PDE):
-        name, channels = "plain", ("u",)
-
-        def residual(self, fields):
-            return fields
-
     with pytest.raises(PirfError, match="needs a preconditioner"):
-        Reward(Plain(), Normalisation((0.0,), (1.0,)), reward="preconditioned")
+        Reward(PlainPDE(), Normalisation((0.0,), (1.0,)), reward="preconditioned")
     with pytest.raises(PirfError, match="unknown reward 'l7'"):
         Reward(pirf.pdes.get("poisson"), NORM, reward="l7")
 
@@ -317,13 +320,7 @@ def test_minimising_the_held_reward_re_solves_the_solution_from_the_inputs():
 def test_held_inputs_need_a_pde_with_inputs():
     from pirf.finetune.reward import Reward
 
-    class Plain(pirf.pdes.PDE):
-        name, channels = "plain", ("u",)
-
-        def residual(self, fields):
-            return fields
-
     with pytest.raises(PirfError, match="reward_inputs held needs inputs"):
-        Reward(Plain(), Normalisation((0.0,), (1.0,)), inputs="held")
+        Reward(PlainPDE(), Normalisation((0.0,), (1.0,)), inputs="held")
     with pytest.raises(PirfError, match="unknown reward_inputs 'some'"):
         Reward(pirf.pdes.get("poisson"), NORM, inputs="some")

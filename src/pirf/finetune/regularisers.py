@@ -59,8 +59,7 @@ def distillation_regulariser(
 
     ``states`` are sampler states (detached: the penalty acts on the weights, not on the
     trajectory) at noise levels ``sigmas``; the pretrained denoiser runs without gradient.
-    ``mask`` (boolean, broadcastable to a state, e.g. ``(C, H, W)``): the mean is over
-    the entries it marks only.
+    ``mask`` (boolean ``(C, H, W)``): the mean is over the entries it marks only.
     """
     if mask is not None and not bool(mask.any()):
         raise PirfError("the distillation mask marks no entry")
@@ -74,7 +73,7 @@ def distillation_regulariser(
             target = frozen_pretrained(x, level)
         squared = (model(x, level) - target).square()
         if mask is not None:
-            squared = squared[:, mask.to(x.device)] if mask.dim() == 3 else squared[mask]
+            squared = squared[:, mask.to(x.device)]
         terms.append(squared.mean())
     return mu * torch.stack(terms).mean()
 

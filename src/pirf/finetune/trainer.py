@@ -155,21 +155,21 @@ class PIRFTrainer:
         # A float64 network (tests, references) samples in float64 throughout.
         self._float64 = any(p.dtype == torch.float64 for p in self.model.parameters())
         self.pretrained = {k: v.clone() for k, v in merged_state(self.model).items()}
-        self.hold: torch.Tensor | None = None
-        if self.reward is not None and self.reward.inputs == "held":
-            assert pde is not None
-            self.hold = pde.input_mask(*tuple(shape)[-2:])
+        # The PDE's inputs, for a held reward and for distilling the inputs only.
+        inputs = None if pde is None else pde.input_mask(*self.shape[-2:]).to(self.device)
+        held = self.reward is not None and self.reward.inputs == "held"
+        self.hold: torch.Tensor | None = inputs if held else None
         self.frozen = None
         self.distill_mask: torch.Tensor | None = None
         if config.objective.distill_reg > 0:
             self.frozen = copy.deepcopy(self.model).eval().requires_grad_(False)
             if config.objective.distill_on == "inputs":
-                if pde is None or not pde.has_inputs:
+                if inputs is None or not bool(inputs.any()):
                     raise PirfError(
                         f"{option('distill_on')} inputs needs a PDE that marks inputs "
                         "(PDE.input_mask); use all"
                     )
-                self.distill_mask = pde.input_mask(*tuple(shape)[-2:]).to(self.device)
+                self.distill_mask = inputs
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.named_trainable = self._select(top_prefixes)
         self.trainable = [p for _, p in self.named_trainable]
