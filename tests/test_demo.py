@@ -23,6 +23,7 @@ def test_demo_json_has_the_promised_keys(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(demo_module.RUN, "eval_n", 8)
     monkeypatch.setitem(demo_module.RUN, "eval_every", 0)
     monkeypatch.setitem(demo_module.RUN, "batch", 2)
+    monkeypatch.setitem(demo_module.RUN, "pool", 4)  # the demo's amortised trajectories, small
     monkeypatch.setattr(demo_module, "FIGURE_SAMPLES", 4)
     code = main(["demo", "--out", str(tmp_path), "--iters", "2", "--eval-n", "8", "--json",
                  "--figure-format", "svg"])  # fmt: skip
